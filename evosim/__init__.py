@@ -1,0 +1,49 @@
+"""evosim: simulate evolution along a phylogeny, train one autoencoder per species,
+fit a meta-autoencoder over them, and measure how much of the tree it recovers.
+
+The public API (see DESIGN.md)::
+
+    sc = evosim.load_scenario("scenarios/quickstart.yaml")
+    sim = evosim.simulate(sc)
+    bank = evosim.train_autoencoders(sim, sc.autoencoder)
+    meta = evosim.fit_meta_autoencoder(bank, sc.meta)
+    report = evosim.analyse(sim, bank, meta, sc.analysis)
+    evosim.run(sc, out="runs/quickstart")
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from evosim.scenario import Scenario, ScenarioError, load_scenario
+
+__version__ = "0.1.0"
+
+# Stages import torch and friends; load them on first use so `evosim validate` stays fast.
+_LAZY = {
+    "simulate": "evosim.simulation",
+    "Simulation": "evosim.simulation",
+    "train_autoencoders": "evosim.train",
+    "AEBank": "evosim.train",
+    "fit_meta_autoencoder": "evosim.meta",
+    "MetaResult": "evosim.meta",
+    "analyse": "evosim.analysis",
+    "Report": "evosim.analysis",
+    "run": "evosim.pipeline",
+}
+
+__all__ = ["Scenario", "ScenarioError", "load_scenario", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'evosim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
