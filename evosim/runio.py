@@ -31,7 +31,7 @@ __all__ = [
 
 
 def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> Path:
-    """Write a file atomically: ``write(handle)`` fills a temporary file that then replaces ``path``."""
+    """Write ``path`` atomically: ``write(handle)`` fills a temporary file that replaces it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -61,7 +61,7 @@ class TreeConfig(_Section):
 
 
 class PopulationConfig(_Section):
-    """The population-genetic engine (``traits.population:``, used by ``traits.model: population``)."""
+    """The population-genetic engine (``traits.population``, for ``traits.model: population``)."""
 
     size: int = Field(200, ge=2)
     generations_per_time: int = Field(100, ge=1)
@@ -302,10 +302,28 @@ def _format_error(exc: ValidationError, lines: dict[tuple[str | int, ...], int])
     # Literal/union errors come once per union member; blame the most specific one.
     errors = exc.errors(include_url=False)
     error = errors[0]
-    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and ("[" in p or p in {
-        "int", "str", "float", "list[float]", "list[list[float]]", "none", "literal['auto']",
-        "list[str]", "literal['all']",
-    })))
+    loc = tuple(
+        p
+        for p in error["loc"]
+        if not (
+            isinstance(p, str)
+            and (
+                "[" in p
+                or p
+                in {
+                    "int",
+                    "str",
+                    "float",
+                    "list[float]",
+                    "list[list[float]]",
+                    "none",
+                    "literal['auto']",
+                    "list[str]",
+                    "literal['all']",
+                }
+            )
+        )
+    )
     message = _describe(error)
     ctx_err = (error.get("ctx") or {}).get("error")
     if isinstance(ctx_err, _FieldError):
@@ -351,7 +369,9 @@ def parse_scenario(text: str, *, name: str = "scenario") -> Scenario:
     if data is None:
         raise ScenarioError("scenario: the file is empty")
     if not isinstance(data, dict):
-        raise ScenarioError(f"scenario: must be a YAML mapping of sections, got {type(data).__name__}")
+        raise ScenarioError(
+            f"scenario: must be a YAML mapping of sections, got {type(data).__name__}"
+        )
     data.setdefault("name", name)
     try:
         return Scenario.model_validate(data)

@@ -30,7 +30,9 @@ def rng(seed: int, *names: str | int) -> np.random.Generator:
     return np.random.default_rng(child_seed(seed, *names))
 
 
-def torch_generator(seed: int, *names: str | int, device: str | torch.device = "cpu") -> torch.Generator:
+def torch_generator(
+    seed: int, *names: str | int, device: str | torch.device = "cpu"
+) -> torch.Generator:
     """A torch generator for the stream named ``names`` under ``seed``."""
     value = int(child_seed(seed, *names).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
     gen = torch.Generator(device=device)
