@@ -73,8 +73,14 @@ class PopulationConfig(_Section):
     selection_strength: float = Field(0.5, ge=0)
     optimum_sigma: float = Field(1.0, ge=0)
     optimum_shift: float = Field(0.0, ge=0)
+    selection: Literal["wright_fisher", "tournament"] = Field(
+        "wright_fisher", description="fitness-proportional Wright-Fisher sampling or tournaments"
+    )
     tournament_size: int = Field(2, ge=1)
     workers: int | None = Field(None, ge=1)
+    engine: Literal["numpy", "deap"] = Field(
+        "numpy", description="vectorised operators on numpy Generators, or DEAP's stock operators"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> PopulationConfig:
@@ -170,16 +176,22 @@ class AutoencoderConfig(_Section):
 class MetaConfig(_Section):
     """The meta-autoencoder over the trained AEs (``meta:``)."""
 
-    representation: Literal["raw", "aligned", "functional"] = "aligned"
-    latent: int | Literal["auto"] = 4
+    representation: Literal["raw", "aligned", "functional"] = "functional"
+    standardize: Literal["block", "feature"] = Field(
+        "block", description="scale each block of features together, or z-score each feature"
+    )
+    latent: int | Literal["auto"] = 16
     prior: Literal["none", "variational", "archetypal"] = "none"
-    steps: int = Field(3000, ge=1)
+    steps: int = Field(1000, ge=1)
     hidden: list[int] = Field(default_factory=lambda: [128])
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     kl_weight: float = Field(1e-3, ge=0)
     functional_weight: float = Field(0.0, ge=0)
     contrastive_weight: float = Field(0.0, ge=0)
+    distance_weight: float = Field(
+        1.0, ge=0, description="keep pairwise distances of the codes like the representation's"
+    )
     probes: int = Field(256, ge=1)
     off_manifold_fraction: float = Field(0.25, ge=0, le=1)
     archetypes: int = Field(4, ge=2)

@@ -1,0 +1,174 @@
+"""How much of the true tree does each method recover? MAE vs every baseline, per scenario.
+
+For every scenario in ``scenarios/`` and every seed: simulate, train the AEs, fit the MAE,
+analyse. Prints one table per scenario of normalised RF, quartet distance and cophenetic
+Spearman (mean +- sd over seeds) for the MAE and every baseline, then the issue's goals
+on ``quickstart``:
+
+- MAE nRF within 0.10 of the ``traits`` oracle (5-seed means);
+- MAE cophenetic Spearman within 0.10 of the oracle's;
+- MAE nRF at least 0.10 below ``raw_weights``.
+
+Seeds replace the scenario's own seed (``seed = 1..n``). Single-threaded torch and BLAS
+by default: the models are small, and on a shared machine extra threads only wait on
+each other (see bench_simulate.py).
+
+Usage::
+
+    python bench/bench_recovery.py             # every scenario, 5 seeds
+    python bench/bench_recovery.py --quick     # quickstart + circles, 2 seeds, fewer steps
+    python bench/bench_recovery.py --scenarios quickstart --seeds 5
+    python bench/bench_recovery.py --scenarios quickstart --set meta.latent=auto \
+        --set meta.representation=aligned
+    python bench/bench_recovery.py --json results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from evosim import load_scenario  # noqa: E402
+from evosim.analysis import analyse  # noqa: E402
+from evosim.meta import fit_meta_autoencoder  # noqa: E402
+from evosim.scenario import Scenario  # noqa: E402
+from evosim.simulation import simulate  # noqa: E402
+from evosim.train import train_autoencoders  # noqa: E402
+
+COLUMNS = ("nrf", "quartet", "cophenetic_spearman")
+
+
+def _set(data: dict, dotted: str) -> None:
+    key, _, value = dotted.partition("=")
+    if not _:
+        raise SystemExit(f"--set wants section.field=value, got {dotted!r}")
+    parts = key.split(".")
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def configure(base: Scenario, seed: int, overrides: list[str], quick: bool) -> Scenario:
+    data = base.to_dict()
+    data["seed"] = seed
+    data["autoencoder"]["device"] = "auto"
+    data["meta"]["device"] = "auto"
+    data["analysis"]["mantel_permutations"] = 99
+    data["analysis"]["random_trees"] = 20
+    if quick:
+        data["autoencoder"]["steps"] = min(data["autoencoder"]["steps"], 800)
+        data["meta"]["steps"] = min(data["meta"]["steps"], 600)
+    for o in overrides:
+        _set(data, o)
+    return Scenario.model_validate(data)
+
+
+def run_one(sc: Scenario) -> dict:
+    times = {}
+    t = time.perf_counter()
+    sim = simulate(sc)
+    times["simulate"] = time.perf_counter() - t
+    t = time.perf_counter()
+    bank = train_autoencoders(sim, sc.autoencoder, progress=False)
+    times["train"] = time.perf_counter() - t
+    t = time.perf_counter()
+    meta = fit_meta_autoencoder(bank, sc.meta, seed=sc.seed, progress=False)
+    times["meta"] = time.perf_counter() - t
+    t = time.perf_counter()
+    report = analyse(sim, bank, meta, sc.analysis, seed=sc.seed)
+    times["analyse"] = time.perf_counter() - t
+    rows = {"mae": report.metrics, **report.baselines}
+    return {"scores": rows, "times": times, "latent": meta.info.get("latent")}
+
+
+def _ms(values: list[float | None]) -> str:
+    v = np.asarray([x for x in values if x is not None], dtype=float)
+    if not len(v):
+        return "n/a"
+    return f"{v.mean():.3f} +- {v.std(ddof=1) if len(v) > 1 else 0.0:.3f}"
+
+
+def table(name: str, runs: list[dict]) -> str:
+    methods = list(runs[0]["scores"])
+    lines = [f"### {name} ({len(runs)} seeds)", "",
+             "| method | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
+    for m in methods:
+        cells = [_ms([r["scores"][m][c] for r in runs]) for c in COLUMNS]
+        label = "**MAE**" if m == "mae" else m
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    t = {k: np.mean([r["times"][k] for r in runs]) for k in runs[0]["times"]}
+    lines += ["", "mean seconds per seed: " + ", ".join(f"{k} {v:.1f}" for k, v in t.items())
+              + f"; MAE code size {sorted({r['latent'] for r in runs})}", ""]
+    return "\n".join(lines)
+
+
+def goals(runs: list[dict]) -> str:
+    def mean(m: str, c: str) -> float:
+        return float(np.mean([r["scores"][m][c] for r in runs]))
+
+    nrf, sp = mean("mae", "nrf"), mean("mae", "cophenetic_spearman")
+    o_nrf, o_sp = mean("traits", "nrf"), mean("traits", "cophenetic_spearman")
+    raw = mean("raw_weights", "nrf")
+    checks = [
+        (f"MAE nRF {nrf:.3f} within 0.10 of oracle {o_nrf:.3f}", nrf - o_nrf <= 0.10),
+        (f"MAE Spearman {sp:.3f} within 0.10 of oracle {o_sp:.3f}", o_sp - sp <= 0.10),
+        (f"MAE nRF {nrf:.3f} at least 0.10 below raw_weights {raw:.3f}", raw - nrf >= 0.10),
+    ]
+    return "\n".join(f"- [{'x' if ok else ' '}] {text}" for text, ok in checks)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scenarios", nargs="*", help="names in scenarios/ (default: all)")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--quick", action="store_true",
+                    help="quickstart and circles, 2 seeds, fewer AE/MAE steps")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                    help="override a scenario field for every run (repeatable)")
+    ap.add_argument("--json", help="also write every score to this file")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    names = args.scenarios or sorted(p.stem for p in (ROOT / "scenarios").glob("*.yaml"))
+    seeds = args.seeds
+    if args.quick:
+        names = args.scenarios or ["quickstart", "circles"]
+        seeds = min(seeds, 2)
+    print(f"# bench_recovery: {platform.processor() or platform.machine()}, "
+          f"torch {torch.__version__}, cuda {torch.cuda.is_available()}, "
+          f"seeds 1..{seeds}, overrides {args.set or 'none'}\n", flush=True)
+    results = {}
+    for name in names:
+        base = load_scenario(ROOT / "scenarios" / f"{name}.yaml")
+        runs = []
+        for seed in range(1, seeds + 1):
+            sc = configure(base, seed, args.set, args.quick)
+            runs.append(run_one(sc))
+            print(f"  {name} seed {seed}: MAE nrf {runs[-1]['scores']['mae']['nrf']:.3f}",
+                  file=sys.stderr, flush=True)
+        results[name] = runs
+        print(table(name, runs), flush=True)
+        if name == "quickstart":
+            print(goals(runs) + "\n", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,245 @@
+"""Benchmark the batched AE trainer against the naive per-species loop.
+
+For each available device (or ``--device``), one table: species-steps/s of the batched
+trainer (:class:`evosim.train.trainer.BatchedTrainer`, every species in one stacked model)
+and of the naive loop (one ``torch.nn.Module`` + ``torch.optim.Adam`` per species, the
+same model, batch size and data), and their ratio, at 64 .. 8,192 species. The naive
+loop's cost is the same per species-step whatever the species count, so it is measured
+on a few species (``--naive-species``) and extrapolated per species; the table says so.
+
+On CUDA the table also has the achieved TFLOP/s and the fraction of the memory-bandwidth
+floor, and a second table compares fp32 / bf16 / torch.compile at 4,096 species, AE
+64-128-8, batch 128. FLOPs per member-step: forward 2 B sum(in*out); backward twice that,
+less the first layer's input gradient. Bytes a step must move (its floor): the
+parameters 10 times (forward read, backward read, gradient write, Adam reads p, g, m, v and
+writes p, m, v; float32) plus activations: the minibatch read once, every layer's output
+written once and read twice (next layer and backward) and its gradient written and read
+once, in the compute dtype. The fraction divides that traffic per second by the
+device-to-device copy bandwidth measured here.
+
+The CPU is shared with whatever else runs on the machine; numbers on a busy machine are
+low and noisy (each row is the best of ``--repeats`` timings).
+
+Usage::
+
+    python bench/bench_train.py                # every device, 64 .. 8,192 species
+    python bench/bench_train.py --quick        # 64 and 256 species, fewer steps
+    python bench/bench_train.py --device cpu --threads 1 --batch 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import torch
+
+from evosim.scenario import AutoencoderConfig
+from evosim.train import model, streams
+from evosim.train.spec import AESpec
+from evosim.train.trainer import BatchedTrainer
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _arch(text: str) -> tuple[int, list[int], int]:
+    widths = [int(w) for w in text.split("-")]
+    return widths[0], widths[1:-1], widths[-1]
+
+
+def _config(arch: str, batch: int, steps: int, precision: str = "fp32") -> AutoencoderConfig:
+    _, hidden, latent = _arch(arch)
+    return AutoencoderConfig(hidden=hidden, latent=latent, batch_size=batch, steps=steps,
+                             precision=precision)
+
+
+def _trainer(s: int, arch: str, batch: int, steps: int, n: int, device: torch.device,
+             precision: str = "fp32", compile: bool = False) -> BatchedTrainer:
+    d, _, _ = _arch(arch)
+    config = _config(arch, batch, steps, precision)
+    spec = AESpec.from_config(config, d)
+    names = [f"s{i}" for i in range(s)]
+    g = torch.Generator().manual_seed(0)
+    data = torch.randn(s, n, d, generator=g)
+    table = torch.arange(n).repeat(s, 1)
+    return BatchedTrainer(spec, config, data, torch.arange(s), streams.member_keys(0, names,
+                          [0] * s), table, model.init_params(spec, 0, names, [0] * s),
+                          device=device, precision=precision, compile=compile)
+
+
+def time_batched(s: int, arch: str, batch: int, steps: int, n: int, device: torch.device,
+                 repeats: int, precision: str = "fp32", compile: bool = False) -> float:
+    """Seconds per step of the batched trainer with ``s`` species (best of ``repeats``)."""
+    warm = 10 if compile else 2
+    tr = _trainer(s, arch, batch, warm + steps * repeats, n, device, precision, compile)
+    for _ in range(warm):
+        tr.step()
+    best = float("inf")
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            tr.step()
+        _sync(device)
+        best = min(best, (time.perf_counter() - t0) / steps)
+    return best
+
+
+def time_naive(s: int, arch: str, batch: int, steps: int, n: int, device: torch.device,
+               repeats: int) -> float:
+    """Seconds per species-step of the naive loop: each species its own module and Adam."""
+    d, hidden, latent = _arch(arch)
+    spec = AESpec(input_dim=d, hidden=tuple(hidden), latent=latent)
+    names = [f"s{i}" for i in range(s)]
+    init = model.init_params(spec, 0, names, [0] * s)
+    data = torch.randn(s, n, d, generator=torch.Generator().manual_seed(0)).to(device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    best = float("inf")
+    for _ in range(repeats):
+        total = 0.0
+        for i in range(s):
+            ae = model.SpeciesAE(spec, {k: v[i] for k, v in init.items()}).to(device)
+            opt = torch.optim.Adam(ae.parameters(), lr=1e-3)
+            x_all = data[i]
+
+            def step(ae=ae, opt=opt, x_all=x_all) -> None:
+                idx = torch.randint(0, n, (batch,), device=device, generator=gen)
+                x = x_all[idx]
+                loss = torch.mean((ae(x) - x) ** 2)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            step()
+            step()
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step()
+            _sync(device)
+            total += time.perf_counter() - t0
+        best = min(best, total / (s * steps))
+    return best
+
+
+def flops_per_member_step(arch: str, batch: int) -> float:
+    d, hidden, latent = _arch(arch)
+    spec = AESpec(input_dim=d, hidden=tuple(hidden), latent=latent)
+    pairs = list(zip(spec.encoder_widths[:-1], spec.encoder_widths[1:])) + list(
+        zip(spec.decoder_widths[:-1], spec.decoder_widths[1:]))
+    macs = sum(a * b for a, b in pairs)
+    return 2.0 * batch * (3 * macs - pairs[0][0] * pairs[0][1])
+
+
+def bytes_per_member_step(arch: str, batch: int, act_bytes: int) -> float:
+    d, hidden, latent = _arch(arch)
+    spec = AESpec(input_dim=d, hidden=tuple(hidden), latent=latent)
+    outs = spec.encoder_widths[1:] + spec.decoder_widths[1:]
+    return 10 * 4 * spec.n_params + batch * act_bytes * (d + 5 * sum(outs))
+
+
+def copy_bandwidth(device: torch.device) -> float:
+    """Measured device-to-device copy bandwidth, bytes/s (read + write)."""
+    x = torch.empty(256 << 20, dtype=torch.uint8, device=device)
+    y = torch.empty_like(x)
+    for _ in range(3):
+        y.copy_(x)
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(10):
+        y.copy_(x)
+    _sync(device)
+    return 2 * x.numel() * 10 / (time.perf_counter() - t0)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", choices=["cpu", "cuda"], action="append",
+                   help="default: cpu, and cuda when available")
+    p.add_argument("--species", type=int, nargs="+")
+    p.add_argument("--arch", default="32-64-2", help="D-hidden...-latent (default 32-64-2)")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--instances", type=int, default=256)
+    p.add_argument("--steps", type=int, help="timed steps per repeat")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--naive-species", type=int, default=4)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--quick", action="store_true", help="64 and 256 species, fewer steps")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    species = args.species or ([64, 256] if args.quick else [64, 256, 1024, 4096, 8192])
+    print(f"# bench_train: torch {torch.__version__}, python {sys.version.split()[0]}, "
+          f"{os.cpu_count()} CPUs (shared machine: other jobs may be running)")
+    for name in devices:
+        device = torch.device(name)
+        cuda = device.type == "cuda"
+        steps = args.steps or (5 if args.quick else (20 if cuda else 10))
+        naive = time_naive(args.naive_species, args.arch, args.batch, 4 * steps, args.instances,
+                           device, args.repeats)
+        print(f"\n## {name}: {_device_name(device)}; AE {args.arch}, batch {args.batch}, "
+              f"elu, Adam, fp32")
+        print(f"naive loop measured on {args.naive_species} species x {4 * steps} steps: "
+              f"{1 / naive:,.0f} species-steps/s, extrapolated per species to every row\n")
+        head = "| species | batched species-steps/s | naive species-steps/s (extrap.) | ratio |"
+        rule = "|---:|---:|---:|---:|"
+        if cuda:
+            bw = copy_bandwidth(device)
+            head += " TFLOP/s | bandwidth floor |"
+            rule += "---:|---:|"
+        print(head)
+        print(rule)
+        for s in species:
+            try:
+                dt = time_batched(s, args.arch, args.batch, steps, args.instances, device,
+                                  args.repeats)
+            except (torch.cuda.OutOfMemoryError, RuntimeError, MemoryError) as exc:
+                print(f"| {s:,} | failed: {type(exc).__name__} | | |")
+                continue
+            row = (f"| {s:,} | {s / dt:,.0f} | {1 / naive:,.0f} | {s * naive / dt:,.1f}x |")
+            if cuda:
+                tf = s * flops_per_member_step(args.arch, args.batch) / dt / 1e12
+                frac = s * bytes_per_member_step(args.arch, args.batch, 4) / dt / bw
+                row += f" {tf:.2f} | {frac:.0%} |"
+            print(row, flush=True)
+        if cuda:
+            variants(device, args.repeats, steps, args.instances)
+
+
+def variants(device: torch.device, repeats: int, steps: int, n: int) -> None:
+    """fp32 / bf16 / torch.compile at 4,096 species, AE 64-128-8, batch 128."""
+    arch, batch, s = "64-128-8", 128, 4096
+    bw = copy_bandwidth(device)
+    print(f"\n### {device}: variants at {s:,} species, AE {arch}, batch {batch}\n")
+    print("| variant | species-steps/s | TFLOP/s | bandwidth floor |")
+    print("|---|---:|---:|---:|")
+    for label, precision, comp in [("fp32", "fp32", False), ("tf32", "tf32", False),
+                                   ("bf16 autocast", "bf16", False),
+                                   ("fp32 + torch.compile", "fp32", True),
+                                   ("bf16 + torch.compile", "bf16", True)]:
+        try:
+            dt = time_batched(s, arch, batch, steps, n, device, repeats, precision, comp)
+        except Exception as exc:  # report and go on: one broken variant must not hide the rest
+            print(f"| {label} | failed: {type(exc).__name__}: {str(exc)[:60]} | | |")
+            continue
+        act = 2 if precision == "bf16" else 4
+        tf = s * flops_per_member_step(arch, batch) / dt / 1e12
+        frac = s * bytes_per_member_step(arch, batch, act) / dt / bw
+        print(f"| {label} | {s / dt:,.0f} | {tf:.2f} | {frac:.0%} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

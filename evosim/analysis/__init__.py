@@ -1,0 +1,11 @@
+"""Analysis: latent space -> inferred tree -> scores against the truth, with baselines.
+
+See :func:`analyse` and :class:`Report`.
+"""
+
+from evosim.analysis.analyse import analyse
+from evosim.analysis.baselines import BASELINES
+from evosim.analysis.metrics import METRICS, mantel, score_distances
+from evosim.analysis.report import Report, plot_report
+
+__all__ = ["BASELINES", "METRICS", "Report", "analyse", "mantel", "plot_report", "score_distances"]

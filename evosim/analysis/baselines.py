@@ -1,0 +1,205 @@
+"""Baselines: other ways to get a distance matrix over species, scored like the MAE.
+
+Each function returns ``[S, S]`` distances in ``bank.species`` order (member-level
+features are averaged over replicates first). None of them sees the true tree;
+``traits`` sees the true species traits and is the oracle.
+
+==================  ===========================================================
+``traits``          Euclidean distance between true species mean traits (oracle)
+``data_mean``       mean and standard deviation of each species' instances
+``data_distribution`` energy distance between the species' instance sets
+                    (Szekely & Rizzo 2013), on a seeded subsample
+``raw_weights``     flattened AE parameters, unstandardised
+``weight_stats``    per-layer statistics of each AE's parameters (moments,
+                    quantiles, singular values): invariant to hidden-unit permutation
+``functional``      the functional representation (probe outputs + whitened code
+                    geometry), no MAE
+``pca``             principal components of the MAE's own input, as many as its code
+``untrained_mae``   the MAE encoder at its random initialisation
+``random``          expected scores of random (Yule) trees on the same leaves
+==================  ===========================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from evosim.analysis.metrics import euclidean
+from evosim.meta.representation import flatten_params, make_probes, represent
+
+__all__ = ["BASELINES", "baseline_distances", "energy_distances", "weight_statistics"]
+
+BASELINES = (
+    "traits",
+    "data_mean",
+    "data_distribution",
+    "raw_weights",
+    "weight_stats",
+    "functional",
+    "pca",
+    "untrained_mae",
+    "random",
+)
+
+#: Budget for the energy distance: S^2 n^2 pairwise distances at most (n instances per species).
+ENERGY_BUDGET = 3e8
+
+
+def species_means(x: np.ndarray, replicates: int) -> np.ndarray:
+    """Member rows ``[S*R, F]`` (species-major) -> species means ``[S, F]``."""
+    x = np.asarray(x, dtype=np.float64)
+    return x.reshape(-1, replicates, x.shape[1]).mean(axis=1)
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    sd = x.std(axis=0)
+    return (x - x.mean(axis=0)) / np.where(sd > 1e-12, sd, 1.0)
+
+
+def energy_distances(
+    instances: np.ndarray, rng: np.random.Generator, *, n_max: int | None = None
+) -> np.ndarray:
+    """Energy distance between every pair of instance sets, ``[S, N, D] -> [S, S]``.
+
+    ``sqrt(2 E|X - Y| - E|X - X'| - E|Y - Y'|)`` (a metric on distributions; V-statistic
+    estimates). Each species is subsampled to ``n`` instances, with ``n`` chosen so that
+    ``S^2 n^2 <= ENERGY_BUDGET`` (between 16 and 256), or ``n_max``.
+    """
+    x = np.asarray(instances, dtype=np.float32)
+    s, n_all, dim = x.shape
+    n = int(np.clip(np.sqrt(ENERGY_BUDGET) / s, 16, 256)) if n_max is None else n_max
+    n = min(n, n_all)
+    idx = np.stack([rng.choice(n_all, size=n, replace=False) for _ in range(s)])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    sub = torch.as_tensor(x[np.arange(s)[:, None], idx], device=device)  # [S, n, D]
+    flat = sub.reshape(s * n, dim)
+    cross = torch.empty(s, s, dtype=torch.float64)
+    block = max(1, int(2**25 // (n * n * s)))
+    for i in range(0, s, block):
+        d = torch.cdist(flat[i * n : (i + block) * n], flat)  # [b*n, S*n]
+        b = d.shape[0] // n
+        cross[i : i + b] = d.reshape(b, n, s, n).mean(dim=(1, 3)).double().cpu()
+    within = torch.diagonal(cross)
+    e = 2.0 * cross - within[:, None] - within[None, :]
+    e = 0.5 * (e + e.T)
+    out = e.clamp_min(0.0).sqrt().numpy()
+    np.fill_diagonal(out, 0.0)
+    return out
+
+
+def weight_statistics(params: dict[str, Any]) -> np.ndarray:
+    """Permutation-free per-member statistics ``[M, F]`` of every parameter tensor.
+
+    For each tensor: mean, standard deviation, mean absolute value and the 5, 25, 50,
+    75, 95% quantiles of its entries; for weight matrices also the top 4 singular
+    values. All are unchanged by permuting hidden units.
+    """
+    feats = []
+    qs = torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95])
+    for name, v in params.items():
+        t = torch.as_tensor(v, dtype=torch.float32)
+        flat = t.reshape(t.shape[0], -1)
+        feats += [
+            flat.mean(1, keepdim=True),
+            flat.std(1, keepdim=True, correction=0),
+            flat.abs().mean(1, keepdim=True),
+            torch.quantile(flat, qs, dim=1).T,
+        ]
+        if name.endswith("weight") and t.ndim == 3:
+            sv = torch.linalg.svdvals(t)[:, :4]
+            feats.append(sv)
+    return torch.cat(feats, dim=1).numpy().astype(np.float64)
+
+
+def _pca_scores(x: np.ndarray, k: int) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    xc = x - x.mean(axis=0)
+    u, s, _ = np.linalg.svd(xc, full_matrices=False)
+    k = min(k, len(s))
+    return u[:, :k] * s[:k]
+
+
+def baseline_distances(
+    name: str,
+    sim: Any,
+    bank: Any,
+    meta: Any,
+    *,
+    seed: int = 0,
+    meta_input: np.ndarray | None = None,
+) -> np.ndarray:
+    """``[S, S]`` distances for one baseline (all except ``random``, see :func:`analyse`).
+
+    Parameters
+    ----------
+    name
+        One of :data:`BASELINES` except ``random``.
+    sim
+        The simulation (``traits``, ``instances``, ``species``).
+    bank
+        The AE bank (``params``, ``species``, ``replicates``).
+    meta
+        The fitted :class:`~evosim.meta.MetaResult`.
+    seed
+        Seeds subsampling and probes.
+    meta_input
+        The MAE's input ``[M, F]`` (``meta.represent(bank)``), if already computed.
+    """
+    from evosim.seeding import rng as make_rng
+
+    species = list(bank.species)
+    r = int(bank.replicates)
+
+    def traits() -> np.ndarray:
+        return euclidean(np.stack([np.asarray(sim.traits[s], dtype=np.float64) for s in species]))
+
+    def _instances() -> np.ndarray:
+        pos = {s: i for i, s in enumerate(sim.species)}
+        return np.asarray(sim.instances)[[pos[s] for s in species]]
+
+    def data_mean() -> np.ndarray:
+        x = _instances()
+        return euclidean(np.concatenate([x.mean(axis=1), x.std(axis=1)], axis=1))
+
+    def data_distribution() -> np.ndarray:
+        return energy_distances(_instances(), make_rng(seed, "baseline", "energy"))
+
+    def raw_weights() -> np.ndarray:
+        return euclidean(species_means(flatten_params(bank.params), r))
+
+    def weight_stats() -> np.ndarray:
+        return euclidean(species_means(_zscore(weight_statistics(bank.params)), r))
+
+    def functional() -> np.ndarray:
+        probes = meta.representation.probes
+        if probes is None:
+            cfg = meta.config
+            probes = make_probes(bank, cfg.probes, cfg.off_manifold_fraction, seed)
+        return euclidean(species_means(represent(bank, "functional", probes=probes), r))
+
+    def _input() -> np.ndarray:
+        return meta_input if meta_input is not None else meta.represent(bank)
+
+    def pca() -> np.ndarray:
+        return euclidean(species_means(_pca_scores(_input(), meta.latent_dim), r))
+
+    def untrained_mae() -> np.ndarray:
+        return euclidean(species_means(meta.untrained_encode(_input()), r))
+
+    fns: dict[str, Callable[[], np.ndarray]] = {
+        "traits": traits,
+        "data_mean": data_mean,
+        "data_distribution": data_distribution,
+        "raw_weights": raw_weights,
+        "weight_stats": weight_stats,
+        "functional": functional,
+        "pca": pca,
+        "untrained_mae": untrained_mae,
+    }
+    if name not in fns:
+        raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")
+    return fns[name]()

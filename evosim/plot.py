@@ -1,0 +1,670 @@
+"""Figures (PNG). Each function takes plain data and a path, writes atomically, returns the path.
+
+Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot, so no global
+state and no GUI backend: rendering is Agg whatever backend the session has selected).
+Shared file: other stages add their figure functions at the end of this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
+
+from evosim import runio
+
+__all__ = [
+    "save_figure",
+    "tree_layout",
+    "trait_summary",
+    "plot_tree",
+    "plot_traits_through_time",
+    "plot_instances",
+    "plot_simulation",
+]
+
+DPI = 120
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as PNG to ``path`` atomically and return the path."""
+    return runio.atomic_write(path, lambda h: fig.savefig(h, format="png", dpi=DPI))
+
+
+def tree_layout(tree) -> tuple[dict[str, float], dict[str, float]]:  # noqa: ANN001
+    """Rectangular layout: x = node time, y = leaf rank (leaves) or mean of children (internal).
+
+    Returns
+    -------
+    (x, y)
+        Node name -> coordinate.
+    """
+    x = {n: float(tree.time(n)) for n in tree.preorder()}
+    y: dict[str, float] = {}
+    for rank, leaf in enumerate(tree.leaves):
+        y[leaf] = float(rank)
+    for node in reversed(tree.preorder()):
+        if node not in y:
+            y[node] = float(np.mean([y[c] for c in tree.children(node)]))
+    return x, y
+
+
+def trait_summary(values: np.ndarray) -> tuple[np.ndarray, str]:
+    """One number per row of ``values [n, k]``: the first principal component (or the trait).
+
+    Returns
+    -------
+    (summary [n], label)
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape[1] == 1 or len(values) < 3:
+        return values[:, 0], "trait 1"
+    centred = values - values.mean(axis=0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    axis = vt[0] * np.sign(vt[0][np.argmax(np.abs(vt[0]))])  # a deterministic sign
+    share = s[0] ** 2 / max(float(np.sum(s**2)), 1e-300)
+    return centred @ axis, f"trait PC1 ({100 * share:.0f}% of variance)"
+
+
+def plot_tree(
+    tree,  # noqa: ANN001 - Phylogeny
+    values: Mapping[str, float],
+    path: str | Path,
+    *,
+    label: str = "trait summary",
+    title: str = "true tree",
+) -> Path:
+    """The tree (time on x), each leaf with a value coloured by it; leaves without one in grey.
+
+    Parameters
+    ----------
+    tree
+        A rooted Phylogeny (node times from the root).
+    values
+        Leaf name -> value (e.g. a trait summary of the extant species).
+    path
+        Output PNG.
+    label
+        Colour-bar label.
+    title
+        Figure title.
+    """
+    x, y = tree_layout(tree)
+    leaves = tree.leaves
+    n = len(leaves)
+    fig = Figure(figsize=(8, max(3.0, min(0.18 * n + 1, 30.0))))
+    ax = fig.add_subplot()
+    segments = []
+    for node in tree.preorder():
+        kids = tree.children(node)
+        for c in kids:
+            segments.append([(x[node], y[c]), (x[c], y[c])])
+        if kids:
+            ys = [y[c] for c in kids]
+            segments.append([(x[node], min(ys)), (x[node], max(ys))])
+    ax.add_collection(LineCollection(segments, colors="0.3", linewidths=0.8))
+    coloured = [leaf for leaf in leaves if leaf in values]
+    grey = [leaf for leaf in leaves if leaf not in values]
+    if grey:
+        ax.scatter(
+            [x[g] for g in grey],
+            [y[g] for g in grey],
+            c="0.7",
+            marker="x",
+            s=12,
+            label="extinct",
+            zorder=3,
+        )
+        ax.legend(loc="lower left", fontsize=8, frameon=False)
+    if coloured:
+        points = ax.scatter(
+            [x[c] for c in coloured],
+            [y[c] for c in coloured],
+            c=[values[c] for c in coloured],
+            cmap="viridis",
+            s=28,
+            zorder=4,
+            edgecolors="k",
+            linewidths=0.3,
+        )
+        fig.colorbar(points, ax=ax, label=label, shrink=0.6)
+    if n <= 80:
+        for leaf in leaves:
+            ax.annotate(
+                leaf,
+                (x[leaf], y[leaf]),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7,
+            )
+    ax.set_xlabel("time since root")
+    ax.set_yticks([])
+    ax.set_title(title)
+    ax.autoscale()
+    ax.margins(x=0.08)
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_traits_through_time(
+    tree,  # noqa: ANN001 - Phylogeny
+    traits: Mapping[str, np.ndarray],
+    path: str | Path,
+    *,
+    max_traits: int = 4,
+    extinct: Sequence[str] = (),
+) -> Path:
+    """Traits of every node against node time, with a line along each branch (a traitgram).
+
+    Parameters
+    ----------
+    tree
+        A rooted Phylogeny.
+    traits
+        Node name -> ``[k]`` trait vector for every node.
+    path
+        Output PNG.
+    max_traits
+        At most this many traits are drawn, one panel each.
+    extinct
+        Leaves whose lineages are drawn in grey.
+    """
+    k = len(next(iter(traits.values())))
+    shown = min(k, max_traits)
+    cols = min(shown, 2)
+    rows = int(np.ceil(shown / cols))
+    fig = Figure(figsize=(5.5 * cols, 3.2 * rows))
+    order = tree.preorder()
+    dead = set(extinct)
+    # A branch is grey when every leaf below it is extinct.
+    all_dead: dict[str, bool] = {}
+    for node in reversed(order):
+        kids = tree.children(node)
+        all_dead[node] = all(all_dead[c] for c in kids) if kids else node in dead
+    edges = [(tree.parent(n), n) for n in order if tree.parent(n) is not None]
+    t = {n: float(tree.time(n)) for n in order}
+    for j in range(shown):
+        ax = fig.add_subplot(rows, cols, j + 1)
+        live = [[(t[p], traits[p][j]), (t[c], traits[c][j])] for p, c in edges if not all_dead[c]]
+        gone = [[(t[p], traits[p][j]), (t[c], traits[c][j])] for p, c in edges if all_dead[c]]
+        if gone:
+            ax.add_collection(LineCollection(gone, colors="0.75", linewidths=0.6))
+        ax.add_collection(LineCollection(live, colors="C0", linewidths=0.8))
+        tips = [n for n in tree.leaves if n not in dead]
+        ax.scatter([t[n] for n in tips], [traits[n][j] for n in tips], s=6, c="C1", zorder=3)
+        ax.autoscale()
+        ax.set_xlabel("time since root")
+        ax.set_ylabel(f"trait {j + 1}")
+    fig.suptitle(f"traits through time ({shown} of {k} traits)")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _pick(n: int, at_most: int) -> np.ndarray:
+    return np.unique(np.linspace(0, n - 1, min(n, at_most)).round().astype(int))
+
+
+def plot_instances(
+    instances: np.ndarray,
+    species: Sequence[str],
+    path: str | Path,
+    *,
+    family: str = "development",
+    max_species: int = 16,
+    max_shapes: int = 8,
+) -> Path:
+    """A grid of sample instances, one panel per species.
+
+    ``circles``: the instances as points in the plane; ``outline``: a few individuals'
+    outlines (instance vectors read as ``(x_1, y_1, x_2, y_2, ...)``) and their mean in
+    black; other families: the instances projected on the first two principal components
+    of all shown instances pooled (the same axes in every panel).
+
+    Parameters
+    ----------
+    instances
+        ``[S, N, D]`` instances.
+    species
+        ``[S]`` names.
+    path
+        Output PNG.
+    family
+        ``species.family`` of the world.
+    max_species
+        At most this many species (evenly spaced through ``species``) are shown.
+    max_shapes
+        Outlines drawn per species (``outline`` only).
+    """
+    instances = np.asarray(instances)
+    chosen = _pick(len(species), max_species)
+    cols = int(np.ceil(np.sqrt(len(chosen))))
+    rows = int(np.ceil(len(chosen) / cols))
+    fig = Figure(figsize=(2.4 * cols, 2.4 * rows))
+    if family == "circles":
+        points = instances[chosen][..., :2]
+    elif family == "outline":
+        points = instances[chosen].reshape(len(chosen), instances.shape[1], -1, 2)
+    else:
+        pooled = instances[chosen].reshape(-1, instances.shape[2]).astype(np.float64)
+        mean = pooled.mean(axis=0)
+        _, _, vt = np.linalg.svd(pooled - mean, full_matrices=False)
+        basis = vt[:2].T if vt.shape[0] >= 2 else np.eye(instances.shape[2], 2)
+        points = (instances[chosen] - mean) @ basis
+    flat = points.reshape(-1, 2)
+    lo, hi = np.nanmin(flat, axis=0), np.nanmax(flat, axis=0)
+    if family in ("circles", "outline"):
+        # Shapes: one square window for every panel, so they compare at equal aspect.
+        centre, half = (lo + hi) / 2, np.max(hi - lo) / 2
+        lo, hi = centre - half, centre + half
+    pad = 0.05 * np.maximum(hi - lo, 1e-9)
+    for panel, i in enumerate(chosen):
+        ax = fig.add_subplot(rows, cols, panel + 1)
+        p = points[panel]
+        if family == "outline":
+            for shape in p[:max_shapes]:
+                closed = np.vstack([shape, shape[:1]])
+                ax.plot(closed[:, 0], closed[:, 1], lw=0.6, alpha=0.6)
+            mean_shape = p.mean(axis=0)
+            closed = np.vstack([mean_shape, mean_shape[:1]])
+            ax.plot(closed[:, 0], closed[:, 1], lw=1.4, c="k")
+        else:
+            ax.scatter(p[:, 0], p[:, 1], s=2, alpha=0.5)
+        ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+        ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+        if family in ("circles", "outline"):
+            ax.set_aspect("equal", adjustable="box")
+        ax.set_title(str(species[i]), fontsize=8)
+        ax.tick_params(labelsize=6)
+    how = {"circles": "points", "outline": "outlines"}.get(family, "PC1 vs PC2 of pooled instances")
+    fig.suptitle(f"sample instances per species ({family}: {how})", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_simulation(run_dir_or_sim: Any, out_dir: str | Path) -> list[Path]:
+    """Draw a simulated world's figures into ``out_dir``.
+
+    Writes ``true_tree.png`` (the full tree, extant leaves coloured by the first principal
+    component of their traits, extinct leaves grey), ``traits_through_time.png`` and
+    ``instances.png``.
+
+    Parameters
+    ----------
+    run_dir_or_sim
+        A :class:`~evosim.simulation.Simulation` or a run directory holding one.
+    out_dir
+        Where the PNGs go (created if missing).
+
+    Returns
+    -------
+    list[Path]
+        The figures written.
+    """
+    from evosim.simulation import Simulation, load_simulation
+
+    sim = (
+        run_dir_or_sim
+        if isinstance(run_dir_or_sim, Simulation)
+        else load_simulation(run_dir_or_sim)
+    )
+    out = Path(out_dir)
+    summary, label = trait_summary(sim.trait_matrix())
+    extinct = [leaf for leaf in sim.tree.leaves if leaf not in set(sim.species)]
+    return [
+        plot_tree(
+            sim.tree,
+            dict(zip(sim.species, summary)),
+            out / "true_tree.png",
+            label=label,
+            title=f"true tree: {sim.scenario.name}",
+        ),
+        plot_traits_through_time(
+            sim.tree, sim.traits, out / "traits_through_time.png", extinct=extinct
+        ),
+        plot_instances(
+            sim.instances, sim.species, out / "instances.png", family=sim.scenario.species.family
+        ),
+    ]
+
+
+# ---------------------------------------------------------------------------- analysis figures
+# (appended by the meta/analysis stage: tanglegram, latent space, distances, losses)
+
+
+def _ordered_layout(tree, rank=None):  # noqa: ANN001, ANN202 - Phylogeny
+    """Rectangular layout, x = path length from the root; children ordered by ``rank``.
+
+    ``rank`` maps leaf name -> number; each node's children are sorted by the mean rank
+    of their leaves (which untangles a tanglegram). Returns (x, y, leaf order).
+    """
+    x: dict[str, float] = {}
+    for node in tree.preorder():
+        parent = tree.parent(node)
+        x[node] = 0.0 if parent is None else x[parent] + max(float(tree.length(node)), 0.0)
+    below: dict[str, list[str]] = {}
+    for node in tree.postorder():
+        kids = tree.children(node)
+        below[node] = [node] if not kids else [leaf for c in kids for leaf in below[c]]
+
+    def key(node: str) -> float:
+        if rank is None:
+            return 0.0
+        return float(np.mean([rank.get(leaf, 0.0) for leaf in below[node]]))
+
+    order: list[str] = []
+    stack = [tree.root]
+    while stack:
+        node = stack.pop()
+        kids = tree.children(node)
+        if not kids:
+            order.append(node)
+        stack.extend(sorted(kids, key=key, reverse=True))
+    y = {leaf: float(i) for i, leaf in enumerate(order)}
+    for node in tree.postorder():
+        if node not in y:
+            y[node] = float(np.mean([y[c] for c in tree.children(node)]))
+    return x, y, order
+
+
+def _tree_segments(tree, x, y, flip: float | None = None):  # noqa: ANN001, ANN202
+    def fx(v: float) -> float:
+        return v if flip is None else flip - v
+
+    segs = []
+    for node in tree.preorder():
+        kids = tree.children(node)
+        for c in kids:
+            segs.append([(fx(x[node]), y[c]), (fx(x[c]), y[c])])
+        if kids:
+            ys = [y[c] for c in kids]
+            segs.append([(fx(x[node]), min(ys)), (fx(x[node]), max(ys))])
+    return segs
+
+
+def _leafsets(tree) -> dict[str, frozenset[str]]:  # noqa: ANN001
+    below: dict[str, frozenset[str]] = {}
+    for node in tree.postorder():
+        kids = tree.children(node)
+        sets = [below[c] for c in kids]
+        below[node] = frozenset([node]) if not kids else frozenset().union(*sets)
+    return below
+
+
+def _misplaced(true_tree, inferred_tree, leaves: Sequence[str]) -> list[bool]:  # noqa: ANN001
+    """Per leaf: is its smallest true clade missing from the inferred tree's splits?"""
+    bt, bi = _leafsets(true_tree), _leafsets(inferred_tree)
+    everything = bi[inferred_tree.root]
+    splits = set(bi.values()) | {everything - v for v in bi.values()}
+    return [bt[true_tree.parent(leaf)] not in splits if true_tree.parent(leaf) else False
+            for leaf in leaves]
+
+
+def plot_tanglegram(true_tree, inferred_tree, path: str | Path, *,  # noqa: ANN001
+                    title: str = "true (left) vs inferred (right)") -> Path:
+    """True and inferred trees face to face, matching leaves joined by lines.
+
+    Both trees are scaled to the same width; the inferred tree's children are ordered by
+    the mean position of their leaves in the true tree, which removes most crossings that
+    are not real disagreements. A link is red when the leaf's smallest true clade (its
+    parent's leaves) is not a clade (split) of the inferred tree, grey otherwise.
+    """
+    xt, yt, order_t = _ordered_layout(true_tree)
+    rank = {leaf: i for i, leaf in enumerate(order_t)}
+    xi, yi, _ = _ordered_layout(inferred_tree, rank)
+    leaves = [leaf for leaf in order_t if leaf in yi]
+    n = len(order_t)
+    wt = max(max(xt.values()), 1e-12)
+    wi = max(max(xi.values()), 1e-12)
+    xt = {k: v / wt for k, v in xt.items()}
+    xi = {k: v / wi for k, v in xi.items()}
+    gap = 0.6
+    fig = Figure(figsize=(9, max(3.0, min(0.2 * n + 1, 30.0))))
+    ax = fig.add_subplot()
+    ax.add_collection(LineCollection(_tree_segments(true_tree, xt, yt), colors="0.2",
+                                     linewidths=0.9))
+    ax.add_collection(LineCollection(_tree_segments(inferred_tree, xi, yi, flip=2.0 + gap),
+                                     colors="tab:blue", linewidths=0.9))
+    links = [[(1.0 + 0.02, yt[leaf]), (1.0 + gap - 0.02, yi[leaf])] for leaf in leaves]
+    moved = _misplaced(true_tree, inferred_tree, leaves)
+    ax.add_collection(LineCollection(links, colors=["tab:red" if m else "0.75" for m in moved],
+                                     linewidths=0.7))
+    if n <= 80:
+        for leaf in leaves:
+            ax.annotate(leaf, (1.0, yt[leaf]), xytext=(2, 0), textcoords="offset points",
+                        va="center", fontsize=6)
+            ax.annotate(leaf, (1.0 + gap, yi[leaf]), xytext=(-2, 0), textcoords="offset points",
+                        va="center", ha="right", fontsize=6)
+    ax.set_xlim(-0.05, 2.0 + gap + 0.05)
+    ax.set_ylim(-1, n)
+    ax.set_axis_off()
+    ax.set_title(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _pca2(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(2-D coordinates, mean, axes [k, 2], axis labels) by PCA; pads with zeros if k < 2."""
+    points = np.asarray(points, dtype=np.float64)
+    mean = points.mean(axis=0)
+    centred = points - mean
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    axes = vt[:2].T
+    share = s**2 / max(float(np.sum(s**2)), 1e-300)
+    labels = [f"PC{i + 1} ({100 * share[i]:.0f}%)" for i in range(min(2, len(s)))]
+    if axes.shape[1] < 2:
+        axes = np.concatenate([axes, np.zeros((axes.shape[0], 2 - axes.shape[1]))], axis=1)
+        labels.append("(none)")
+    return centred @ axes, mean, axes, labels
+
+
+def plot_latent_tree(latents: np.ndarray, species: Sequence[str], true_tree, path: str | Path,
+                     *, title: str = "MAE latent space with the true tree") -> Path:  # noqa: ANN001
+    """Species in the MAE's latent space (2-D PCA), the true tree drawn through them.
+
+    Each internal node of the true tree sits at the mean latent position of its
+    descendant leaves, so a tree that the latent space respects draws short, nested edges.
+    Leaves are coloured by depth-first order in the true tree (close colours, close kin).
+    """
+    xy, _, _, labels = _pca2(latents)
+    pos = {s: xy[i] for i, s in enumerate(species)}
+    coords: dict[str, np.ndarray] = {}
+    for node in true_tree.postorder():
+        kids = true_tree.children(node)
+        if not kids:
+            if node in pos:
+                coords[node] = pos[node]
+        else:
+            pts = [coords[c] for c in kids if c in coords]
+            if pts:
+                coords[node] = np.mean(pts, axis=0)
+    segs = [[coords[true_tree.parent(n)], coords[n]] for n in true_tree.preorder()
+            if true_tree.parent(n) is not None and n in coords and true_tree.parent(n) in coords]
+    fig = Figure(figsize=(7, 6))
+    ax = fig.add_subplot()
+    ax.add_collection(LineCollection(segs, colors="0.6", linewidths=0.8, zorder=1))
+    _, _, order = _ordered_layout(true_tree)
+    order = [s for s in order if s in pos]
+    colour = {s: i / max(len(order) - 1, 1) for i, s in enumerate(order)}
+    ax.scatter([pos[s][0] for s in order], [pos[s][1] for s in order],
+               c=[colour[s] for s in order], cmap="viridis", s=30, edgecolors="k",
+               linewidths=0.3, zorder=3)
+    if len(order) <= 60:
+        for s in order:
+            ax.annotate(s, pos[s], xytext=(3, 3), textcoords="offset points", fontsize=6)
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_title(title)
+    ax.autoscale()
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_distance_scatter(latents: np.ndarray, species: Sequence[str], true_tree,  # noqa: ANN001
+                          path: str | Path, *, title: str = "latent vs patristic distance"
+                          ) -> Path:
+    """Every species pair: Euclidean latent distance against true patristic distance."""
+    from scipy.stats import spearmanr
+
+    names, d = true_tree.patristic_distances(list(species))
+    pos = {s: i for i, s in enumerate(names)}
+    idx = [pos[s] for s in species]
+    d = np.asarray(d)[np.ix_(idx, idx)]
+    z = np.asarray(latents, dtype=np.float64)
+    dz = np.sqrt(np.clip(((z[:, None, :] - z[None, :, :]) ** 2).sum(-1), 0.0, None))
+    iu = np.triu_indices(len(species), k=1)
+    a, b = d[iu], dz[iu]
+    fig = Figure(figsize=(6, 5))
+    ax = fig.add_subplot()
+    ax.scatter(a, b, s=6, alpha=0.5, edgecolors="none")
+    rho = spearmanr(a, b).statistic if len(a) > 2 else float("nan")
+    ax.set_xlabel("true patristic distance")
+    ax.set_ylabel("latent distance")
+    ax.set_title(f"{title} (Spearman {rho:.2f})")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_ae_losses(losses: Mapping[str, Any], path: str | Path, *,
+                   title: str = "final loss of each species' AE") -> Path:
+    """Final train (and validation) reconstruction loss of every member, by species.
+
+    ``losses``: ``species`` [M], ``replicate`` [M], ``train`` [M], ``val`` [M].
+    """
+    species = list(losses["species"])
+    uniq = list(dict.fromkeys(species))
+    xpos = {s: i for i, s in enumerate(uniq)}
+    fig = Figure(figsize=(max(6.0, min(0.18 * len(uniq) + 2, 30.0)), 4))
+    ax = fig.add_subplot()
+    for key, marker in (("train", "o"), ("val", "x")):
+        v = np.asarray(losses.get(key, []), dtype=np.float64)
+        if len(v) and np.isfinite(v).any():
+            ax.scatter([xpos[s] for s in species], v, marker=marker, s=14, label=key)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(uniq)))
+    ax.set_xticklabels(uniq if len(uniq) <= 80 else [""] * len(uniq), rotation=90, fontsize=6)
+    ax.set_ylabel("reconstruction MSE")
+    ax.set_title(title)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_mae_training(losses: Mapping[str, Any], path: str | Path, *,
+                      title: str = "MAE training") -> Path:
+    """The MAE's representation reconstruction loss against step (train; held-out if any).
+
+    ``losses``: ``step``/``train`` and optionally ``val_step``/``val`` (the early-stopping
+    run on held-out replicates).
+    """
+    fig = Figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    train = np.asarray(losses.get("train", []), dtype=np.float64)
+    if len(train):
+        steps = np.asarray(losses.get("step", np.arange(len(train))))
+        ax.plot(steps, train, label="train (final fit)")
+    val = np.asarray(losses.get("val", []), dtype=np.float64)
+    if len(val):
+        ax.plot(np.asarray(losses.get("val_step", np.arange(len(val)))), val,
+                label="held-out replicates")
+    ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("MSE (standardised representation)")
+    ax.set_title(title)
+    ax.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------- population engine
+# (appended by the population engine: mean +- sd of each lineage's population through time)
+
+
+def plot_population(
+    log: Sequence[Mapping[str, Any]] | str | Path,
+    tree,  # noqa: ANN001 - Phylogeny
+    path: str | Path,
+    *,
+    max_traits: int = 2,
+    extinct: Sequence[str] = (),
+) -> Path:
+    """Population mean +- sd of each trait through time, along every branch of the tree.
+
+    One panel per trait (at most ``max_traits``) plus one for mean fitness: each branch is a
+    line (its population's mean, generation by generation) inside a band of +- one
+    within-population sd. Lineages whose leaves are all extinct are grey.
+
+    Parameters
+    ----------
+    log
+        :func:`evosim.evolve.population.evolve_population`'s ``res.log`` rows, or the path
+        of a ``population_log.csv`` holding them (``node``, ``generation``, ``time``,
+        ``trait_mean_1..``, ``trait_sd_1..``, ``fitness_mean``, ``fitness_sd``).
+    tree
+        The Phylogeny the populations evolved on.
+    path
+        Output PNG.
+    max_traits
+        At most this many traits are drawn.
+    extinct
+        Extinct leaves (drawn grey with every branch that leads only to them).
+    """
+    import csv
+
+    if isinstance(log, str | Path):
+        with open(log, newline="", encoding="utf-8") as handle:
+            log = list(csv.DictReader(handle))
+    if not log:
+        raise ValueError("plot_population: the population log is empty")
+    by_node: dict[str, list[Mapping[str, Any]]] = {}
+    for row in log:
+        by_node.setdefault(str(row["node"]), []).append(row)
+    k = sum(1 for c in log[0] if str(c).startswith("trait_mean_"))
+    shown = min(k, max_traits)
+    dead = set(extinct)
+    all_dead: dict[str, bool] = {}
+    for node in reversed(tree.preorder()):
+        kids = tree.children(node)
+        all_dead[node] = all(all_dead[c] for c in kids) if kids else node in dead
+    fig = Figure(figsize=(7, 2.6 * (shown + 1)))
+    panels = [(f"trait_mean_{j + 1}", f"trait_sd_{j + 1}", f"trait {j + 1}") for j in range(shown)]
+    panels.append(("fitness_mean", "fitness_sd", "fitness"))
+    for i, (mean_col, sd_col, label) in enumerate(panels):
+        ax = fig.add_subplot(len(panels), 1, i + 1)
+        live, gone = [], []
+        for node, rows in by_node.items():
+            t = np.array([float(r["time"]) for r in rows])
+            m = np.array([float(r[mean_col]) for r in rows])
+            sd = np.array([float(r[sd_col]) for r in rows])
+            grey = all_dead.get(node, False)
+            (gone if grey else live).append(np.column_stack([t, m]))
+            if len(t) > 1:
+                ax.fill_between(
+                    t, m - sd, m + sd, color="0.85" if grey else "C0", alpha=0.15, lw=0
+                )
+        if gone:
+            ax.add_collection(LineCollection(gone, colors="0.6", linewidths=0.6))
+        ax.add_collection(LineCollection(live, colors="C0", linewidths=0.8))
+        ax.autoscale()
+        ax.set_ylabel(f"{label}\n(mean +- sd)")
+        if i == len(panels) - 1:
+            ax.set_xlabel("time since root")
+    fig.suptitle("populations through time (population engine)")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_report(run_dir: str | Path) -> list[Path]:
+    """Redraw the analysis figures of a run directory from its files (``evosim plot``).
+
+    See :func:`evosim.analysis.report.plot_report`.
+    """
+    from evosim.analysis.report import plot_report as _plot_report
+
+    return _plot_report(run_dir)

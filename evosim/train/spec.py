@@ -1,0 +1,110 @@
+"""The shape of one autoencoder: :class:`AESpec`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["AESpec", "ACTIVATIONS", "VARIANTS"]
+
+ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "softplus", "sigmoid")
+VARIANTS = ("plain", "denoising", "sparse", "contractive", "variational")
+
+
+@dataclass(frozen=True)
+class AESpec:
+    """An MLP autoencoder ``input_dim -> hidden... -> latent -> reversed(hidden)... -> input_dim``.
+
+    Hidden layers use ``activation``; the code layer and the output layer are linear.
+    The ``variational`` encoder's last layer outputs ``2 * latent`` values, ``[mu, logvar]``.
+
+    Parameters
+    ----------
+    input_dim
+        D, the width of one instance.
+    hidden
+        Encoder hidden widths; the decoder mirrors them.
+    latent
+        Width of the code.
+    activation
+        One of :data:`ACTIVATIONS`.
+    variant
+        One of :data:`VARIANTS` (only ``variational`` changes the parameter shapes).
+    """
+
+    input_dim: int
+    hidden: tuple[int, ...]
+    latent: int
+    activation: str = "elu"
+    variant: str = "plain"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if self.input_dim < 1 or self.latent < 1 or any(h < 1 for h in self.hidden):
+            raise ValueError(
+                f"AESpec widths must be >= 1, got input_dim={self.input_dim}, "
+                f"hidden={self.hidden}, latent={self.latent}"
+            )
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+
+    @property
+    def encoder_widths(self) -> list[int]:
+        """Widths from input to encoder output (``2 * latent`` for ``variational``)."""
+        out = 2 * self.latent if self.variant == "variational" else self.latent
+        return [self.input_dim, *self.hidden, out]
+
+    @property
+    def decoder_widths(self) -> list[int]:
+        """Widths from code to reconstruction."""
+        return [self.latent, *reversed(self.hidden), self.input_dim]
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-member parameter shapes, in layer order (weights are ``[in, out]``)."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        for part, widths in (("encoder", self.encoder_widths), ("decoder", self.decoder_widths)):
+            for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+                shapes[f"{part}.{i}.weight"] = (a, b)
+                shapes[f"{part}.{i}.bias"] = (b,)
+        return shapes
+
+    @property
+    def n_params(self) -> int:
+        """Number of parameters of one autoencoder."""
+        total = 0
+        for shape in self.param_shapes().values():
+            n = 1
+            for s in shape:
+                n *= s
+            total += n
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (safe for ``torch.load(weights_only=True)``)."""
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AESpec:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            input_dim=int(d["input_dim"]),
+            hidden=tuple(d["hidden"]),
+            latent=int(d["latent"]),
+            activation=str(d["activation"]),
+            variant=str(d["variant"]),
+        )
+
+    @classmethod
+    def from_config(cls, config: Any, input_dim: int) -> AESpec:
+        """The spec an :class:`~evosim.scenario.AutoencoderConfig` asks for on D-dim data."""
+        return cls(
+            input_dim=int(input_dim),
+            hidden=tuple(config.hidden),
+            latent=int(config.latent),
+            activation=config.activation,
+            variant=config.variant,
+        )

@@ -1,0 +1,263 @@
+"""Analysis: metrics on hand-checked cases, baselines, support, report, no leak of the truth."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import energy_distance, pearsonr
+
+from evosim.analysis import BASELINES, METRICS, analyse, mantel, plot_report, score_distances
+from evosim.analysis.baselines import energy_distances, weight_statistics
+from evosim.analysis.metrics import euclidean, patristic
+from evosim.analysis.support import bootstrap_support, noise_floor, splits, support_newick
+from evosim.meta import fit_meta_autoencoder
+from evosim.phylo import Phylogeny
+from evosim.scenario import (
+    AnalysisConfig,
+    AutoencoderConfig,
+    MetaConfig,
+    Scenario,
+    SpeciesConfig,
+    TraitsConfig,
+    TreeConfig,
+)
+from evosim.simulation import simulate
+from evosim.train import train_autoencoders
+
+TRUE = Phylogeny.from_newick("((A:1,B:1):2,((C:1,D:1):1,E:2):1);")
+
+
+def _d(tree: Phylogeny, labels: list[str]) -> np.ndarray:
+    return patristic(tree, labels)
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def test_perfect_distances_score_perfectly():
+    labels = ["A", "B", "C", "D", "E"]
+    d = _d(TRUE, labels)
+    for method in ("nj", "upgma"):
+        tree, m = score_distances(
+            d, labels, TRUE, method=method, mantel_permutations=0, rng=np.random.default_rng(0)
+        )
+        assert set(m) == set(METRICS)
+        assert m["rf"] == 0 and m["nrf"] == 0 and m["quartet"] == 0
+        assert m["cophenetic_pearson"] == pytest.approx(1.0)
+        assert m["cophenetic_spearman"] == pytest.approx(1.0)
+        # triplets need a rooted inferred tree: UPGMA of an ultrametric matrix is exact
+        assert m["triplet"] == (0.0 if method == "upgma" else None)
+
+
+def test_wrong_tree_hand_checked():
+    # Inferred ((A,C),(B,D),E) vs true ((A,B),((C,D),E)): unrooted splits AB|CDE, CD|ABE
+    # against AC|BDE, BD|ACE share nothing: RF = 4, nRF = 4 / (2 (5 - 3)) = 1. Each of
+    # the 5 quartets resolves differently (AB|CD vs AC|BD, AB|CE vs AC|BE, AB|DE vs BD|AE,
+    # CD|AE vs AC|DE, CD|BE vs BD|CE), so the normalised quartet distance is 1.
+    labels = ["A", "B", "C", "D", "E"]
+    wrong = Phylogeny.from_newick("((A:1,C:1):1,(B:1,D:1):1,E:2);")
+    _, m = score_distances(
+        _d(wrong, labels),
+        labels,
+        TRUE,
+        method="nj",
+        mantel_permutations=0,
+        rng=np.random.default_rng(0),
+    )
+    assert m["rf"] == 4 and m["nrf"] == 1.0 and m["quartet"] == 1.0
+
+
+def test_mantel_against_scipy_and_null_calibration():
+    g = np.random.default_rng(1)
+    pts = g.standard_normal((10, 3))
+    a = euclidean(pts)
+    b = euclidean(pts + 0.1 * g.standard_normal((10, 3)))
+    r, p = mantel(a, b, 999, np.random.default_rng(2))
+    iu = np.triu_indices(10, 1)
+    assert r == pytest.approx(pearsonr(a[iu], b[iu]).statistic, abs=1e-12)
+    assert p <= 0.01
+    # Under independence the permutation p-value is uniform on {1/100, ..., 1}: P(p <= 0.1)
+    # = 0.1 exactly. 400 trials: sd sqrt(0.1 * 0.9 / 400) = 0.015; tolerance 4 sd (p ~ 6e-5).
+    hits = 0
+    for _ in range(400):
+        x, y = euclidean(g.standard_normal((8, 2))), euclidean(g.standard_normal((8, 2)))
+        hits += mantel(x, y, 99, g)[1] <= 0.1
+    assert abs(hits / 400 - 0.1) < 4 * 0.015
+
+
+def test_energy_distance_matches_scipy_in_1d():
+    g = np.random.default_rng(3)
+    x = np.stack([g.normal(0, 1, 64), g.normal(1, 1, 64), g.normal(0, 2, 64)])[:, :, None]
+    ours = energy_distances(x, np.random.default_rng(0), n_max=64)
+    for i in range(3):
+        for j in range(3):
+            # scipy: sqrt(2) x the L2 distance of the empirical CDFs, which equals
+            # sqrt(2E|X-Y| - E|X-X'| - E|Y-Y'|) with V-statistic means (Szekely & Rizzo)
+            want = energy_distance(x[i, :, 0], x[j, :, 0])
+            assert ours[i, j] == pytest.approx(want, rel=1e-4, abs=1e-6)
+
+
+def test_weight_statistics_ignore_hidden_permutation():
+    g = np.random.default_rng(4)
+    p = {
+        "encoder.0.weight": g.standard_normal((1, 5, 7)),
+        "encoder.0.bias": g.standard_normal((1, 7)),
+        "encoder.1.weight": g.standard_normal((1, 7, 2)),
+    }
+    perm = g.permutation(7)
+    q = {
+        "encoder.0.weight": p["encoder.0.weight"][:, :, perm],
+        "encoder.0.bias": p["encoder.0.bias"][:, perm],
+        "encoder.1.weight": p["encoder.1.weight"][:, perm, :],
+    }
+    np.testing.assert_allclose(weight_statistics(p), weight_statistics(q), rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- support
+
+
+def test_splits_noise_floor_and_support():
+    labels = ["A", "B", "C", "D", "E"]
+    sp = {frozenset(s) for s in splits(TRUE).values()}
+    # each split named by the side without "A": AB|CDE (twice, the two root edges) and CD|ABE
+    assert sp == {frozenset({"C", "D"}), frozenset({"C", "D", "E"})}
+    # noise floor by hand: 1-D replicates at 0, 1 (species 1) and 10, 11 (species 2)
+    nf = noise_floor(np.array([[0.0], [1.0], [10.0], [11.0]]), 2)
+    assert nf["within"] == 1.0 and nf["between"] == 10.0 and nf["ratio"] == 0.1
+    # replicates scattered tightly around points that follow the tree: full support
+    g = np.random.default_rng(5)
+    d = _d(TRUE, labels)
+    # classical MDS of the true distances: points whose distances are the patristic ones
+    j = np.eye(5) - 1 / 5
+    w, v = np.linalg.eigh(-0.5 * j @ (d**2) @ j)
+    pts = v[:, w > 1e-9] * np.sqrt(w[w > 1e-9])
+    z = np.repeat(pts, 3, axis=0) + 0.01 * g.standard_normal((15, pts.shape[1]))
+    tree, _ = score_distances(
+        euclidean(pts), labels, TRUE, method="nj", mantel_permutations=0, rng=g
+    )
+    sup = bootstrap_support(z, labels, 3, tree, "nj", 20, g)
+    assert sup and all(v == 1.0 for v in sup.values())
+    nwk = support_newick(tree, sup)
+    assert "1.00" in nwk
+    again = Phylogeny.from_newick(nwk)
+    assert sorted(again.leaves) == labels
+
+
+# ---------------------------------------------------------------------------- end to end
+
+
+def tiny_scenario(seed: int = 3) -> Scenario:
+    return Scenario(
+        name="tiny",
+        seed=seed,
+        tree=TreeConfig(model="yule", n_species=10),
+        traits=TraitsConfig(dim=4),
+        species=SpeciesConfig(instances=64, ambient_dim=8, development_hidden=16),
+        autoencoder=AutoencoderConfig(
+            hidden=[16], latent=2, steps=150, batch_size=32, device="cpu", replicates=2
+        ),
+        meta=MetaConfig(steps=150, probes=32, device="cpu", latent=4),
+        analysis=AnalysisConfig(mantel_permutations=99, random_trees=10),
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    sc = tiny_scenario()
+    sim = simulate(sc)
+    bank = train_autoencoders(sim, sc.autoencoder, progress=False)
+    meta = fit_meta_autoencoder(bank, sc.meta, seed=sc.seed, progress=False)
+    return sc, sim, bank, meta
+
+
+def test_analyse_end_to_end_and_files(tiny, tmp_path):
+    sc, sim, bank, meta = tiny
+    report = analyse(sim, bank, meta, sc.analysis, seed=sc.seed)
+    assert set(report.baselines) == set(BASELINES)
+    for scores in [report.metrics, *report.baselines.values()]:
+        assert set(scores) == set(METRICS) and scores["triplet"] is None
+        assert 0 <= scores["nrf"] <= 1 and 0 <= scores["quartet"] <= 1
+    assert report.baselines["random"]["nrf"] > 0.6  # random trees on 10 leaves: ~0.9
+    assert report.support and report.support_summary["n_true"] + report.support_summary[
+        "n_false"
+    ] == len(report.support)
+    assert 0 < report.noise_floor["ratio"]
+    report.timings["train"] = 1.0
+    report.write(tmp_path)
+    for name in (
+        "inferred_tree.nwk",
+        "latents.csv",
+        "metrics.json",
+        "report.md",
+        "figures/tanglegram.png",
+        "figures/latent_space.png",
+        "figures/distance_scatter.png",
+        "figures/ae_losses.png",
+        "figures/mae_training.png",
+    ):
+        assert (tmp_path / name).stat().st_size > 0, name
+    data = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(data["mae"]) == set(METRICS) and set(data["baselines"]) == set(BASELINES)
+    assert data["mae"]["nrf"] == pytest.approx(report.metrics["nrf"])
+    assert "| **MAE** |" in (tmp_path / "report.md").read_text()
+    header = (tmp_path / "latents.csv").read_text().splitlines()[0]
+    assert header == "species," + ",".join(f"z_{i + 1}" for i in range(meta.latent_dim))
+    inferred = Phylogeny.from_newick((tmp_path / "inferred_tree.nwk").read_text())
+    assert sorted(inferred.leaves) == sorted(sim.species)
+    # `evosim plot` redraws from the files alone
+    (tmp_path / "true_tree.nwk").write_text(sim.extant_tree().to_newick())
+    for png in (tmp_path / "figures").glob("*.png"):
+        png.unlink()
+    assert len(plot_report(tmp_path)) == 5
+
+
+def test_no_leak_relabelling_truth_changes_scores_not_latents(tiny):
+    sc, sim, bank, meta = tiny
+    # Shuffle the extant leaf labels of the true tree; the data under each name is unchanged.
+    names = list(sim.species)
+    shuffled = names[1:] + names[:1]
+    fake = dataclasses.replace(sim, tree=sim.tree.relabel(dict(zip(names, shuffled))), _extant=None)
+    bank2 = train_autoencoders(fake, sc.autoencoder, progress=False)
+    for k in bank.params:
+        torch.testing.assert_close(bank2.params[k], bank.params[k], rtol=0, atol=0)
+    meta2 = fit_meta_autoencoder(bank2, sc.meta, seed=sc.seed, progress=False)
+    np.testing.assert_array_equal(meta2.latents, meta.latents)
+    a = analyse(sim, bank, meta, sc.analysis, seed=sc.seed)
+    b = analyse(fake, bank2, meta2, sc.analysis, seed=sc.seed)
+    assert a.inferred_tree.to_newick() == b.inferred_tree.to_newick()
+    assert a.metrics != b.metrics
+    assert a.baselines["data_mean"] != b.baselines["data_mean"]
+
+
+def test_bad_input(tiny):
+    sc, sim, bank, meta = tiny
+    with pytest.raises(ValueError, match="unknown baseline"):
+        analyse(sim, bank, meta, AnalysisConfig(baselines=["nope"]))
+
+
+def test_random_tree_expected_quartet_is_two_thirds():
+    # The analytic value used for large trees: each quartet of a label-shuffled random
+    # tree matches the true resolution with probability 1/3. 200 sampled trees on 12
+    # leaves: the per-tree distance has sd ~0.07-0.08 (measured, 300 trees; take 0.09), so
+    # the mean's sd < 0.09 / sqrt(200) = 0.0064; tolerance 5 sd (p < 1e-6).
+    from evosim.analysis.analyse import random_tree_scores
+    from evosim.phylo import yule
+
+    g = np.random.default_rng(8)
+    true = yule(1.0, 12, rng=g)
+    sp = true.extant_leaves
+    s = random_tree_scores(
+        true,
+        sp,
+        n_trees=200,
+        method="upgma",
+        mantel_permutations=0,
+        rng=g,
+        true_distances=patristic(true, sp),
+    )
+    assert s["quartet"] == pytest.approx(2 / 3, abs=5 * 0.0064)
+    assert s["triplet"] == pytest.approx(2 / 3, abs=5 * 0.0064)
