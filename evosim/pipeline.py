@@ -204,8 +204,6 @@ def plot_run(run_dir: str | Path) -> list[Path]:
 
     run_dir = Path(run_dir)
     paths: list[Path] = list(plot.plot_simulation(run_dir, run_dir / "figures"))
-    if (run_dir / "population_log.csv").exists() and hasattr(plot, "plot_population_run"):
-        paths += list(plot.plot_population_run(run_dir))
-    if (run_dir / "metrics.json").exists() and hasattr(plot, "plot_report"):
+    if (run_dir / "metrics.json").exists():
         paths += list(plot.plot_report(run_dir))
     return paths

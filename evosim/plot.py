@@ -25,6 +25,13 @@ __all__ = [
     "plot_traits_through_time",
     "plot_instances",
     "plot_simulation",
+    "plot_population",
+    "plot_tanglegram",
+    "plot_latent_tree",
+    "plot_distance_scatter",
+    "plot_ae_losses",
+    "plot_mae_training",
+    "plot_report",
 ]
 
 DPI = 120
@@ -317,7 +324,7 @@ def plot_simulation(run_dir_or_sim: Any, out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     summary, label = trait_summary(sim.trait_matrix())
     extinct = [leaf for leaf in sim.tree.leaves if leaf not in set(sim.species)]
-    return [
+    paths = [
         plot_tree(
             sim.tree,
             dict(zip(sim.species, summary)),
@@ -332,6 +339,11 @@ def plot_simulation(run_dir_or_sim: Any, out_dir: str | Path) -> list[Path]:
             sim.instances, sim.species, out / "instances.png", family=sim.scenario.species.family
         ),
     ]
+    if sim.population_log:
+        paths.append(
+            plot_population(sim.population_log, sim.tree, out / "population.png", extinct=extinct)
+        )
+    return paths
 
 
 # ---------------------------------------------------------------------------- analysis figures

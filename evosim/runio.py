@@ -40,6 +40,10 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp makes the file private (0600); a run's outputs are ordinary files.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -201,7 +201,12 @@ class Report:
             out["support"] = self.support_summary
         if self.noise_floor:
             out["noise_floor"] = self.noise_floor
-        out["meta"] = {k: v for k, v in self.meta_info.items() if "curve" not in k}
+        # Wall times and devices live in report.md: metrics.json is the same for the same seed.
+        out["meta"] = {
+            k: v
+            for k, v in self.meta_info.items()
+            if "curve" not in k and k not in {"seconds", "device"}
+        }
         return _json_safe(out)
 
     def write(self, out_dir: str | Path, *, figures: bool = True) -> list[Path]:
