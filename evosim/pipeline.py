@@ -125,6 +125,7 @@ def run(
     -------
     evosim.analysis.Report
     """
+    from evosim import plot
     from evosim.analysis import analyse
     from evosim.meta import MetaResult, fit_meta_autoencoder
     from evosim.simulation import load_simulation, simulate, write_simulation
@@ -153,6 +154,7 @@ def run(
         log.info("simulating %s", scenario.name)
         sim = simulate(scenario, progress=progress)
         write_simulation(sim, out)
+        plot.plot_simulation(sim, out / "figures")
         finish("simulate", started)
     runio.write_text(out / "scenario.yaml", dump_scenario(scenario))
 
