@@ -19,6 +19,7 @@ from evosim.phylo import (
     cophenetic_correlation,
     neighbor_joining,
     quartet_distance,
+    quartet_distance_estimate,
     robinson_foulds,
     triplet_distance,
     upgma,
@@ -237,3 +238,33 @@ def test_compare_trees_reports_everything():
     assert m2["triplet"] == triplet_distance(true, up)
     assert m2["rf"] == robinson_foulds(true, up, rooted=True)
     assert 0 < m["cophenetic_pearson"] <= 1
+
+
+@pytest.mark.parametrize("collapse", [0.0, 0.4])
+def test_quartet_estimate_agrees_with_the_exact_count(collapse):
+    rng = np.random.default_rng(41)
+    for _ in range(3):
+        a, b = _random_pair(rng, 40, collapse)
+        exact = quartet_distance(a, b, normalized=True)
+        estimate, se = quartet_distance_estimate(a, b, samples=20_000, seed=3)
+        # binomial sampling: 4.5 standard errors (two-sided p ~ 7e-6 per comparison)
+        bound = 4.5 * max(se, np.sqrt(exact * (1 - exact) / 20_000), 1e-12)
+        assert abs(estimate - exact) <= bound, (estimate, exact, se)
+    a, _ = _random_pair(rng, 30)
+    assert quartet_distance_estimate(a, a)[0] == 0.0
+    four_a = Phylogeny.from_newick("((A,B),(C,D));")
+    four_b = Phylogeny.from_newick("((A,C),(B,D));")
+    assert quartet_distance_estimate(four_a, four_b, samples=50) == (1.0, 0.0)
+
+
+def test_score_tree_samples_quartets_on_large_trees(monkeypatch):
+    from evosim.analysis import metrics
+
+    rng = np.random.default_rng(5)
+    a, b = _random_pair(rng, 30)
+    exact = metrics.score_tree(a, b, rooted=False)
+    assert "quartet_se" not in exact
+    monkeypatch.setattr(metrics, "QUARTET_EXACT_MAX", 10)
+    sampled = metrics.score_tree(a, b, rooted=False)
+    assert sampled["quartet_se"] > 0
+    assert abs(sampled["quartet"] - exact["quartet"]) <= 4.5 * sampled["quartet_se"]

@@ -64,6 +64,7 @@ from evosim.runio import torch_load, torch_save
 from evosim.scenario import MetaConfig
 from evosim.seeding import rng as make_rng
 from evosim.seeding import torch_generator
+from evosim.train.model import activation_fn
 
 __all__ = ["AUTO_LATENTS", "MetaResult", "ae_reconstruct", "fit_meta_autoencoder"]
 
@@ -81,15 +82,6 @@ FUNCTIONAL_PROBES = 64
 TEMPERATURE = 0.5
 #: At most this many principal axes of the representation enter the MAE.
 MAX_COMPONENTS = 256
-
-_ACT = {
-    "relu": F.relu,
-    "tanh": torch.tanh,
-    "elu": F.elu,
-    "gelu": F.gelu,
-    "softplus": F.softplus,
-    "sigmoid": torch.sigmoid,
-}
 
 
 @contextlib.contextmanager
@@ -129,7 +121,7 @@ def ae_reconstruct(params: dict[str, torch.Tensor], spec: Any, x: torch.Tensor) 
     output layers are linear; a ``variational`` encoder's output is ``[mu, logvar]`` and
     reconstruction uses ``mu``. Differentiable in ``params``.
     """
-    act = _ACT[spec.activation]
+    act = activation_fn(spec.activation)
     n = next(iter(params.values())).shape[0]
     h = x.unsqueeze(0).expand(n, *x.shape)
     for part in ("encoder", "decoder"):

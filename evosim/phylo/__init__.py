@@ -7,6 +7,7 @@ from evosim.phylo.compare import (
     compare_trees,
     cophenetic_correlation,
     quartet_distance,
+    quartet_distance_estimate,
     robinson_foulds,
     triplet_distance,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "grow_tree",
     "neighbor_joining",
     "quartet_distance",
+    "quartet_distance_estimate",
     "robinson_foulds",
     "triplet_distance",
     "upgma",

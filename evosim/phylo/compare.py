@@ -347,6 +347,51 @@ def quartet_distance(a: Phylogeny, b: Phylogeny, *, normalized: bool = True) -> 
     return d / total if normalized else float(d)
 
 
+def _quartet_topologies(P: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Topology of each quartet ``q [m, 4]`` from edge-count distances ``P``: 0 (ij|kl),
+    1 (ik|jl), 2 (il|jk) or 3 (unresolved), by the four-point condition."""
+    i, j, k, l = q.T
+    sums = np.stack([P[i, j] + P[k, l], P[i, k] + P[j, l], P[i, l] + P[j, k]], axis=1)
+    low = sums.min(axis=1)
+    unique = (sums == low[:, None]).sum(axis=1) == 1
+    return np.where(unique, sums.argmin(axis=1), 3)
+
+
+def quartet_distance_estimate(
+    a: Phylogeny, b: Phylogeny, *, samples: int = 20_000, seed: int = 0
+) -> tuple[float, float]:
+    """Monte Carlo estimate of the normalised quartet distance, for trees too large to count.
+
+    Draws ``samples`` uniformly random 4-leaf subsets (seeded, so repeatable) and compares
+    their topologies, read off edge-count distances by the four-point condition.
+
+    Returns
+    -------
+    (estimate, standard_error)
+        The fraction of sampled quartets that differ and its binomial standard error
+        ``sqrt(p (1 - p) / samples)``.
+    """
+    _check_leaves(a, b)
+    leaves = sorted(a.leaves)
+    n = len(leaves)
+    if n < 4:
+        return 0.0, 0.0
+    P1 = _topo_distances(a, leaves)
+    P2 = _topo_distances(b, leaves)
+    gen = np.random.default_rng(seed)
+    batches, need = [], samples
+    while need > 0:  # rejection: rows whose four leaves are distinct
+        q = gen.integers(0, n, size=(max(2 * need, 64), 4))
+        s = np.sort(q, axis=1)
+        q = q[(s[:, 1:] != s[:, :-1]).all(axis=1)][:need]
+        batches.append(q)
+        need -= len(q)
+    q = np.concatenate(batches)
+    differ = _quartet_topologies(P1, q) != _quartet_topologies(P2, q)
+    p = float(differ.mean())
+    return p, math.sqrt(p * (1.0 - p) / len(q))
+
+
 def triplet_distance(a: Phylogeny, b: Phylogeny, *, normalized: bool = True) -> float:
     """Number (or fraction) of 3-leaf subsets whose rooted topologies differ.
 
