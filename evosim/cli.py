@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -135,12 +136,15 @@ def compare(a: Path, b: Path, as_json: bool, rooted: bool) -> None:
             raise UserError(f"{path}: {exc}") from None
     metrics = compare_trees(trees[0], trees[1], rooted=rooted)
     if as_json:
-        click.echo(json.dumps(metrics, indent=2))
+        # NaN (e.g. the triplet distance of unrooted trees) is not JSON: write null.
+        clean = {k: (None if v is None or math.isnan(v) else v) for k, v in metrics.items()}
+        click.echo(json.dumps(clean, indent=2))
         return
     width = max(len(k) for k in metrics)
     click.echo(f"{'metric':<{width}}  value")
     for key, value in metrics.items():
-        click.echo(f"{key:<{width}}  {value:.6g}")
+        shown = "n/a" if value is None or math.isnan(value) else f"{value:.6g}"
+        click.echo(f"{key:<{width}}  {shown}")
 
 
 @main.command()

@@ -159,6 +159,11 @@ def test_cli_compare(tmp_path):
     assert result.returncode == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["rf"] == 2 and metrics["nrf"] == 1.0
+    assert metrics["triplet"] == 1.0
+    unrooted = tmp_path / "u.nwk"
+    unrooted.write_text("[&U]((A:1,C:1):1,(B:1,D:1):1);")
+    result = _cli("compare", str(a), str(unrooted), "--json")
+    assert json.loads(result.stdout)["triplet"] is None  # no triplets unrooted; valid JSON
     same = _cli("compare", str(a), str(a))
     assert same.returncode == 0 and "nrf" in same.stdout
 
