@@ -36,7 +36,7 @@ def prepare_run_dir(out: str | Path, *, force: bool = False, resume: bool = Fals
         raise FileExistsError(f"{out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not (force or resume):
         raise FileExistsError(
-            f"{out} is not empty: use --resume to continue that run or --force to overwrite it"
+            f"{out} is not empty: use --force to overwrite it (evosim run --resume continues a run)"
         )
     if force and out.is_dir():
         for stage in STAGES:
