@@ -443,6 +443,14 @@ def plot_tanglegram(true_tree, inferred_tree, path: str | Path, *,  # noqa: ANN0
                                      linewidths=0.9))
     ax.add_collection(LineCollection(_tree_segments(inferred_tree, xi, yi, flip=2.0 + gap),
                                      colors="tab:blue", linewidths=0.9))
+    # Dotted guides from tips that end short of the label column (non-ultrametric trees).
+    guides = [[(xt[leaf], yt[leaf]), (1.0, yt[leaf])] for leaf in leaves if xt[leaf] < 1.0]
+    guides += [
+        [(2.0 + gap - xi[leaf], yi[leaf]), (1.0 + gap, yi[leaf])]
+        for leaf in leaves
+        if xi[leaf] < 1.0
+    ]
+    ax.add_collection(LineCollection(guides, colors="0.8", linewidths=0.6, linestyles=":"))
     links = [[(1.0 + 0.02, yt[leaf]), (1.0 + gap - 0.02, yi[leaf])] for leaf in leaves]
     moved = _misplaced(true_tree, inferred_tree, leaves)
     ax.add_collection(LineCollection(links, colors=["tab:red" if m else "0.75" for m in moved],
