@@ -17,6 +17,13 @@ written once and read twice (next layer and backward) and its gradient written a
 once, in the compute dtype. The fraction divides that traffic per second by the
 device-to-device copy bandwidth measured here.
 
+On the CPU each row has three batched columns: the eager fp32 step, the step under
+``torch.compile`` (fp32) and compiled with bfloat16 layers (``precision: bf16``, float32
+master weights). The naive loop is timed with one thread and with ``--threads`` (it is
+usually fastest with one: its products are too small to split) and every ratio is taken
+against the faster of the two, so more threads never flatter a ratio. Both run after
+:func:`evosim.train.trainer.keep_freed_memory`, as in training.
+
 The CPU is shared with whatever else runs on the machine; numbers on a busy machine are
 low and noisy (each row is the best of ``--repeats`` timings).
 
@@ -40,7 +47,7 @@ import torch
 from evosim.scenario import AutoencoderConfig
 from evosim.train import model, streams
 from evosim.train.spec import AESpec
-from evosim.train.trainer import BatchedTrainer
+from evosim.train.trainer import BatchedTrainer, keep_freed_memory
 
 
 def _sync(device: torch.device) -> None:
@@ -76,7 +83,7 @@ def _trainer(s: int, arch: str, batch: int, steps: int, n: int, device: torch.de
 def time_batched(s: int, arch: str, batch: int, steps: int, n: int, device: torch.device,
                  repeats: int, precision: str = "fp32", compile: bool = False) -> float:
     """Seconds per step of the batched trainer with ``s`` species (best of ``repeats``)."""
-    warm = 10 if compile else 2
+    warm = 5 if compile else 2
     tr = _trainer(s, arch, batch, warm + steps * repeats, n, device, precision, compile)
     for _ in range(warm):
         tr.step()
@@ -184,10 +191,14 @@ def main(argv: list[str] | None = None) -> None:
     species = args.species or ([64, 256] if args.quick else [64, 256, 1024, 4096, 8192])
     print(f"# bench_train: torch {torch.__version__}, python {sys.version.split()[0]}, "
           f"{os.cpu_count()} CPUs (shared machine: other jobs may be running)")
+    keep_freed_memory()
     for name in devices:
         device = torch.device(name)
         cuda = device.type == "cuda"
         steps = args.steps or (5 if args.quick else (20 if cuda else 10))
+        if not cuda:
+            cpu_table(args, species, steps)
+            continue
         naive = time_naive(args.naive_species, args.arch, args.batch, 4 * steps, args.instances,
                            device, args.repeats)
         print(f"\n## {name}: {_device_name(device)}; AE {args.arch}, batch {args.batch}, "
@@ -217,6 +228,40 @@ def main(argv: list[str] | None = None) -> None:
             print(row, flush=True)
         if cuda:
             variants(device, args.repeats, steps, args.instances)
+
+
+def cpu_table(args: argparse.Namespace, species: list[int], steps: int) -> None:
+    """Eager fp32, compiled fp32 and compiled bf16 against the naive loop, on the CPU."""
+    device = torch.device("cpu")
+    threads = torch.get_num_threads()
+    naive = {}
+    for t in sorted({1, threads}):
+        torch.set_num_threads(t)
+        naive[t] = time_naive(args.naive_species, args.arch, args.batch, 4 * steps,
+                              args.instances, device, args.repeats)
+    torch.set_num_threads(threads)
+    best = min(naive.values())
+    print(f"\n## cpu: {_device_name(device)}; AE {args.arch}, batch {args.batch}, elu, Adam")
+    print(f"naive loop (fp32) on {args.naive_species} species x {4 * steps} steps, "
+          f"extrapolated per species: " + ", ".join(
+              f"{1 / v:,.0f} species-steps/s with {t} thread(s)" for t, v in naive.items())
+          + "; ratios against the faster\n")
+    print("| species | eager fp32 | compiled fp32 | compiled bf16 | naive | ratio eager | "
+          "ratio compiled | ratio bf16 |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for s in species:
+        rates = []
+        for precision, comp in (("fp32", False), ("fp32", True), ("bf16", True)):
+            try:
+                dt = time_batched(s, args.arch, args.batch, steps, args.instances, device,
+                                  args.repeats, precision, comp)
+                rates.append(s / dt)
+            except (RuntimeError, MemoryError) as exc:
+                print(f"<!-- {s} {precision} compile={comp}: {type(exc).__name__} -->")
+                rates.append(float("nan"))
+        cells = " | ".join(f"{r:,.0f}" for r in rates)
+        ratios = " | ".join(f"{r * best:,.1f}x" for r in rates)
+        print(f"| {s:,} | {cells} | {1 / best:,.0f} | {ratios} |", flush=True)
 
 
 def variants(device: torch.device, repeats: int, steps: int, n: int) -> None:

@@ -156,6 +156,9 @@ class AutoencoderConfig(_Section):
     replicates: int = Field(1, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"
+    compile: bool | Literal["auto"] = Field(
+        "auto", description="torch.compile the step; auto: on CUDA, and on CPU for long runs"
+    )
     corruption: float = Field(0.1, ge=0, description="denoising: input noise std")
     sparsity: Literal["l1", "kl"] = "l1"
     sparsity_weight: float = Field(1e-3, ge=0)
@@ -164,6 +167,13 @@ class AutoencoderConfig(_Section):
     kl_weight: float = Field(1e-3, ge=0)
     checkpoint_every: int = Field(500, ge=1)
     chunk_size: int | None = Field(None, ge=1, description="species per chunk; None = automatic")
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_setting(cls, v: Any) -> Any:
+        if v == "auto" or isinstance(v, bool):
+            return v
+        raise ValueError(f"must be true, false or 'auto', got {v!r}")
 
     @field_validator("hidden")
     @classmethod
@@ -329,6 +339,7 @@ def _format_error(exc: ValidationError, lines: dict[tuple[str | int, ...], int])
                     "list[float]",
                     "list[list[float]]",
                     "none",
+                    "bool",
                     "literal['auto']",
                     "list[str]",
                     "literal['all']",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import types
 
 import numpy as np
@@ -340,10 +341,91 @@ def test_progress_bar_reports_species_steps(capsys):
     assert "species-step" in capsys.readouterr().err
 
 
-def test_cpu_precision_falls_back_to_fp32_and_dict_config(caplog):
+def test_tf32_on_cpu_falls_back_to_fp32_and_dict_config(caplog):
     x = circles(2)
     with caplog.at_level(logging.INFO, logger="evosim.train.trainer"):
-        half = train_autoencoders(x, cfg(steps=5, precision="bf16"), progress=False)
-    assert "fp32" in caplog.text and half.info["precision"] == "fp32"
+        tf32 = train_autoencoders(x, cfg(steps=5, precision="tf32"), progress=False)
+    assert "fp32" in caplog.text and tf32.info["precision"] == "fp32"
     full = train_autoencoders(x, cfg(steps=5).model_dump(), progress=False)  # a dict works
-    assert_banks_equal(half, full)
+    assert_banks_equal(tf32, full)
+
+
+def test_bf16_on_cpu_runs_the_layers_in_bfloat16():
+    x = circles(4, n=64)
+    spec = trainer.AESpec.from_config(cfg(), 6)
+    names = list("abcd")
+    params = model.init_params(spec, 0, names, [0] * 4)
+    batch = torch.from_numpy(x[:, :16])
+    full = model.member_objective(params, spec, batch, cfg())
+    half = model.member_objective(params, spec, batch, cfg(), compute_dtype=torch.bfloat16)
+    assert half.dtype == torch.float32
+    # bfloat16 keeps 8 significant bits (unit roundoff 2^-9); the objective of four layers of
+    # rounded products differs by a few roundoffs, not by more
+    rel = ((half - full).abs() / full).max().item()
+    assert 0 < rel < 16 * 2.0**-9, rel
+    bank = train_autoencoders(x, cfg(steps=200, precision="bf16"), seed=1, progress=False)
+    ref = train_autoencoders(x, cfg(steps=200), seed=1, progress=False)
+    assert bank.info["precision"] == "bf16"
+    assert all(p.dtype == torch.float32 for p in bank.params.values())  # float32 master weights
+    assert not torch.equal(bank.params["encoder.0.weight"], ref.params["encoder.0.weight"])
+    baseline = x.var(axis=1).mean(axis=1)
+    assert np.all(bank.losses["val"] < 0.5 * baseline), (bank.losses["val"], baseline)
+
+
+# ------------------------------------------------------------------ torch.compile
+
+
+def test_compile_auto_rule():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert trainer.use_compile("auto", cuda, 1)
+    assert not trainer.use_compile("auto", cpu, trainer.COMPILE_MIN_MEMBER_STEPS - 1)
+    assert trainer.use_compile("auto", cpu, trainer.COMPILE_MIN_MEMBER_STEPS)
+    assert trainer.use_compile(True, cpu, 1) and not trainer.use_compile(False, cuda, 10**9)
+    assert AutoencoderConfig(compile="auto").compile == "auto"
+    assert AutoencoderConfig(compile=True).compile is True
+
+
+def test_failed_compile_falls_back_to_the_eager_step(monkeypatch, caplog):
+    def broken(fn, **kwargs):
+        def call(*args, **kwargs):
+            raise RuntimeError("no C++ compiler found")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken)
+    x = circles(3)
+    with caplog.at_level(logging.WARNING, logger="evosim.train.trainer"):
+        bank = train_autoencoders(x, cfg(steps=10, compile=True), seed=4, progress=False)
+    assert "training eagerly" in caplog.text and "no C++ compiler" in caplog.text
+    assert_banks_equal(bank, train_autoencoders(x, cfg(steps=10), seed=4, progress=False))
+
+
+@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
+                    reason="torch.compile on the CPU needs a C++ compiler")
+@pytest.mark.parametrize("variant", ["plain", "contractive"])
+def test_compiled_step_matches_the_eager_step(variant, caplog):
+    x = circles(3)
+    with caplog.at_level(logging.WARNING, logger="evosim.train.trainer"):
+        fast = train_autoencoders(x, cfg(steps=30, compile=True, variant=variant), seed=6,
+                                  progress=False)
+    assert "eagerly" not in caplog.text  # it really compiled
+    assert fast.info["compiled"] is True
+    slow = train_autoencoders(x, cfg(steps=30, variant=variant), seed=6, progress=False)
+    for k in slow.params:  # the same arithmetic, fused and reordered: float rounding apart
+        torch.testing.assert_close(fast.params[k], slow.params[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_minibatch_rows_drawn_in_blocks_equal_the_per_step_draw(monkeypatch):
+    x = torch.from_numpy(circles(3, n=40))
+    config = cfg(batch_size=5)
+    spec = trainer.AESpec.from_config(config, 6)
+    names = ["a", "b", "c"]
+    keys = streams.member_keys(3, names, [0] * 3)
+    table = torch.stack([torch.randperm(40, generator=torch.Generator().manual_seed(i))[:30]
+                         for i in range(3)])
+    monkeypatch.setattr(trainer, "ROW_BLOCK_STEPS", 7)
+    tr = trainer.BatchedTrainer(spec, config, x, torch.arange(3), keys, table,
+                                model.init_params(spec, 0, names, [0] * 3))
+    for t in [0, 1, 6, 7, 8, 20, 3, 100]:  # inside, across and back before a block
+        pos = streams.randint(streams.step_base(keys, streams.STREAM_BATCH, t), (5,), 30)
+        expected = table.gather(1, pos) + torch.arange(3).unsqueeze(1) * 40
+        assert torch.equal(tr.batch_rows(t), expected), t

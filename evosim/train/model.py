@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from evosim.seeding import rng
+from evosim.train import ops as _ops
 from evosim.train.spec import AESpec
 
 __all__ = [
@@ -42,7 +43,7 @@ def activation_fn(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     return {
         "relu": F.relu,
         "tanh": torch.tanh,
-        "elu": F.elu,
+        "elu": _ops.elu,
         "gelu": F.gelu,
         "softplus": F.softplus,
         "sigmoid": torch.sigmoid,
@@ -83,7 +84,7 @@ def _linear(params: Params, key: str, h: torch.Tensor) -> torch.Tensor:
     b = params[f"{key}.bias"]
     if h.dim() == 2:  # the same inputs for every member
         h = h.unsqueeze(0).expand(w.shape[0], *h.shape)
-    return torch.baddbmm(b.unsqueeze(1).to(h.dtype), h, w.to(h.dtype))
+    return _ops.batched_linear(h, w.to(h.dtype), b.to(h.dtype))
 
 
 def _mlp(params: Params, part: str, act: Callable, h: torch.Tensor,
@@ -175,6 +176,7 @@ def member_objective(
     *,
     noise: torch.Tensor | None = None,
     eps: torch.Tensor | None = None,
+    compute_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Per-member training objective ``[M]`` on minibatches ``x`` ``[M, B, D]``.
 
@@ -188,6 +190,9 @@ def member_objective(
       :func:`contractive_penalty`;
     * ``variational``: the code is ``mu + exp(logvar / 2) * eps`` and ``kl_weight`` times the
       batch mean of :func:`gaussian_kl` is added.
+
+    ``compute_dtype`` (e.g. bfloat16) runs the layers in that dtype; the parameters stay as
+    they are (cast per layer) and the reconstruction is compared with ``x`` in float32.
     """
     variant = spec.variant
     act = activation_fn(spec.activation)
@@ -196,6 +201,8 @@ def member_objective(
         if noise is None:
             raise ValueError("denoising needs noise")
         inp = x + config.corruption * noise.to(x.dtype)
+    if compute_dtype is not None:
+        inp = inp.to(compute_dtype)
     pres: list[torch.Tensor] | None = [] if variant == "contractive" else None
     out = _mlp(params, "encoder", act, inp, pres)
     penalty = None

@@ -52,8 +52,11 @@ def member_keys(seed: int, species: Sequence[str], replicates: Sequence[int]) ->
     return torch.as_tensor(np.asarray(words, dtype=np.int64).reshape(-1, 2))
 
 
-def step_base(keys: torch.Tensor, stream: int, step: int) -> torch.Tensor:
-    """``[M]`` per-member hash of ``(key, stream, step)``; cheap, computed once per step."""
+def step_base(keys: torch.Tensor, stream: int, step: int | torch.Tensor) -> torch.Tensor:
+    """``[M]`` per-member hash of ``(key, stream, step)``; cheap, computed once per step.
+
+    ``step`` is one int, or an ``[M]`` int64 tensor (a step per row of ``keys``).
+    """
     h = hash32(keys[:, 0] ^ hash32(torch.full_like(keys[:, 0], stream)))
     h = hash32(h ^ keys[:, 1])
     return hash32(h ^ (step & _MASK))

@@ -14,6 +14,9 @@ in any chunking, and a resumed run is bit-identical to an uninterrupted one on C
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 import hashlib
 import json
 import logging
@@ -50,6 +53,8 @@ log = logging.getLogger(__name__)
 BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 CURVE_POINTS = 50
+ROW_BLOCK_STEPS = 64  # minibatch rows are drawn this many steps at a time ...
+ROW_BLOCK_ELEMS = 1 << 20  # ... or fewer, to stay under this many indices
 REFERENCE_INPUTS = 1024
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
@@ -216,12 +221,15 @@ class BatchedTrainer:
     params
         Initial stacked parameters (:func:`model.init_params`).
     device, precision
-        ``precision`` is ``fp32``, ``tf32`` or ``bf16`` (bf16 autocast on CUDA).
+        ``precision`` is ``fp32``, ``tf32`` or ``bf16``: bf16 autocast on CUDA; on the CPU,
+        bf16 runs the layers in bfloat16 (float32 master weights, loss and Adam).
     noise_pool
         ``[Q, D]`` standard-normal rows (:func:`noise_pool`); ``denoising`` draws each sample's
         corruption as a row picked by the member's counter stream.
     compile
-        Compile the objective and the Adam update with ``torch.compile`` (CUDA speed path).
+        Compile the objective and the Adam update with ``torch.compile``. Should compiling
+        fail (no C++ compiler on a CPU machine, say), the trainer logs a warning and runs
+        eagerly from the same state.
     """
 
     def __init__(
@@ -253,6 +261,7 @@ class BatchedTrainer:
         self.flat = d.reshape(-1, d.shape[-1])
         self.offset = (member_species.to(self.device, torch.int64) * self.n).unsqueeze(1)
         self.keys = keys.to(self.device)
+        self._rows: tuple[int, torch.Tensor] = (0, torch.empty(0, device=self.device))
         self.table = table.to(self.device, torch.int64)
         self.m = self.table.shape[0]
         self.points, block = _curve_blocks(config.steps)
@@ -273,12 +282,17 @@ class BatchedTrainer:
         self.weights = types.SimpleNamespace(**{k: getattr(config, k) for k in (
             "corruption", "sparsity", "sparsity_weight", "sparsity_target",
             "contractive_weight", "kl_weight")})
+        self.compute_dtype = (torch.bfloat16 if precision == "bf16" and self.device.type != "cuda"
+                              else None)
         self.compiled = compile
+        self._compile_tried = not compile
         self._objective = _model.member_objective
         self._adam = _adam_update
         if compile:
-            self._objective = torch.compile(_model.member_objective)
-            self._adam = torch.compile(_adam_update)
+            # specialised to this chunk's shapes: a dynamic-shape kernel compiled for an
+            # earlier chunk would make a chunk's arithmetic depend on the run's history
+            self._objective = torch.compile(_model.member_objective, dynamic=False)
+            self._adam = torch.compile(_adam_update, dynamic=False)
 
     # -- one step ------------------------------------------------------------------------
 
@@ -287,15 +301,48 @@ class BatchedTrainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def batch_rows(self, step: int) -> torch.Tensor:
+        """``[M, B]`` rows of the flattened data in the members' minibatches at ``step``.
+
+        Drawn for a block of steps at once (the same numbers: each is a function of its
+        step alone), which spreads the hash's few dozen small ops over the block.
+        """
+        start, rows = self._rows
+        if not start <= step < start + rows.shape[0]:
+            batch = self.config.batch_size
+            k = max(1, min(ROW_BLOCK_STEPS, ROW_BLOCK_ELEMS // (self.m * batch)))
+            steps = torch.arange(step, step + k, device=self.device).unsqueeze(1)
+            base = streams.step_base(self.keys.repeat(k, 1), streams.STREAM_BATCH,
+                                     steps.expand(k, self.m).reshape(-1))
+            pos = streams.randint(base, (batch,), self.table.shape[1]).reshape(k, self.m, batch)
+            rows = self.table.unsqueeze(0).expand(k, -1, -1).gather(2, pos) + self.offset
+            start = step
+            self._rows = (start, rows)
+        return rows[step - start]
+
     def minibatch(self, step: int) -> torch.Tensor:
         """``[M, B, D]`` the members' minibatches at ``step``."""
-        base = streams.step_base(self.keys, streams.STREAM_BATCH, step)
-        pos = streams.randint(base, (self.config.batch_size,), self.table.shape[1])
-        idx = self.table.gather(1, pos) + self.offset
+        idx = self.batch_rows(step)
         return self.flat.index_select(0, idx.reshape(-1)).reshape(*idx.shape, -1)
 
     def step(self) -> torch.Tensor:
         """One Adam step for every live member; returns the ``[M]`` objective (float32)."""
+        if self._compile_tried:
+            return self._step()
+        self._compile_tried = True
+        before = self.state_dict()
+        try:
+            return self._step()
+        except Exception as exc:  # the compiler's errors have no common base class
+            log.warning("torch.compile failed (%s: %s); training eagerly instead",
+                        type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+            self.load_state_dict(before)
+            self.compiled = False
+            self._objective = _model.member_objective
+            self._adam = _adam_update
+            return self._step()
+
+    def _step(self) -> torch.Tensor:
         st, cfg, spec = self.state, self.config, self.spec
         t = st.step
         x = self.minibatch(t)
@@ -309,16 +356,12 @@ class BatchedTrainer:
                                  (x.shape[1], spec.latent))
         params = dict(zip(self.names, st.params))
         with self._autocast():
-            loss = self._objective(params, spec, x, self.weights, noise=noise, eps=eps)
+            loss = self._objective(params, spec, x, self.weights, noise=noise, eps=eps,
+                                   compute_dtype=self.compute_dtype)
         loss = loss.float()
         alive = st.alive & torch.isfinite(loss)
         total = torch.where(alive, loss, torch.zeros_like(loss)).sum()
         grads = torch.autograd.grad(total, st.params)
-        for g in grads:  # a sum is non-finite iff an element is (or it overflows: diverging too)
-            alive = alive & torch.isfinite(g.reshape(self.m, -1).sum(1))
-        newly_dead = st.alive & ~alive
-        st.death_step = torch.where(newly_dead, torch.full_like(st.death_step, t), st.death_step)
-        st.alive = alive
         tf = float(t + 1)
         step_size: float | torch.Tensor = cfg.lr / (1.0 - BETAS[0] ** tf)
         bc2_sqrt: float | torch.Tensor = math.sqrt(1.0 - BETAS[1] ** tf)
@@ -326,8 +369,12 @@ class BatchedTrainer:
             step_size = torch.full((), step_size, device=self.device)
             bc2_sqrt = torch.full((), bc2_sqrt, device=self.device)
         with torch.no_grad():
-            self._adam(st.params, list(grads), st.exp_avg, st.exp_avg_sq, alive,
-                       step_size, bc2_sqrt, cfg.weight_decay)
+            alive = self._adam(st.params, list(grads), st.exp_avg, st.exp_avg_sq, alive,
+                               step_size, bc2_sqrt, cfg.weight_decay)
+            newly_dead = st.alive & ~alive
+            st.death_step = torch.where(newly_dead, torch.full_like(st.death_step, t),
+                                        st.death_step)
+            st.alive = alive
             k = self.block[t]
             st.curve_sum[:, k] += torch.where(alive, loss, torch.zeros_like(loss)).double()
         st.step = t + 1
@@ -393,13 +440,16 @@ class BatchedTrainer:
 def _adam_update(params: list[torch.Tensor], grads: list[torch.Tensor],
                  exp_avg: list[torch.Tensor], exp_avg_sq: list[torch.Tensor],
                  alive: torch.Tensor, step_size: float | torch.Tensor,
-                 bc2_sqrt: float | torch.Tensor, weight_decay: float) -> None:
+                 bc2_sqrt: float | torch.Tensor, weight_decay: float) -> torch.Tensor:
     """torch.optim.Adam's update (L2 weight decay), applied only to live members.
 
-    A dead member's gradient is replaced by 0 before it reaches the moments (so its NaNs
-    stay out) and its update is masked, so its parameters stay exactly where they were.
+    A member with a non-finite gradient dies here. A dead member's gradient is replaced
+    by 0 before it reaches the moments (so its NaNs stay out) and its update is masked, so
+    its parameters stay exactly where they were. Returns the ``[M]`` live mask.
     """
     beta1, beta2 = BETAS
+    for g in grads:  # a sum is non-finite iff an element is (or it overflows: diverging too)
+        alive = alive & torch.isfinite(g.reshape(alive.shape[0], -1).sum(1))
     for p, g, m, v in zip(params, grads, exp_avg, exp_avg_sq):
         mask = alive.reshape(-1, *([1] * (p.dim() - 1)))
         if weight_decay:
@@ -409,6 +459,7 @@ def _adam_update(params: list[torch.Tensor], grads: list[torch.Tensor],
         v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
         denom = (v.sqrt() / bc2_sqrt).add_(ADAM_EPS)
         p.addcdiv_(m * (mask.to(m.dtype) * -step_size), denom)
+    return alive
 
 
 # ---------------------------------------------------------------------------- driver
@@ -425,6 +476,38 @@ def _matmul_precision(device: torch.device, precision: str):
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32 = old
+
+
+COMPILE_MIN_MEMBER_STEPS = 500_000
+"""``compile: auto`` compiles on the CPU from this many member-steps (AEs x steps) up: compiling
+takes 5-15 s and saves about 60 us per member-step (bench/RESULTS.md)."""
+
+
+def use_compile(setting: bool | str, device: torch.device, member_steps: int) -> bool:
+    """Whether to ``torch.compile`` the step, for the ``autoencoder.compile`` setting."""
+    if setting != "auto":
+        return bool(setting)
+    return device.type == "cuda" or member_steps >= COMPILE_MIN_MEMBER_STEPS
+
+
+_M_TOP_PAD = -2  # glibc <malloc.h>
+
+
+@functools.cache
+def keep_freed_memory(pad: int = 256 << 20) -> bool:
+    """Ask glibc's malloc to keep ``pad`` bytes of freed heap instead of trimming it.
+
+    Every step frees and re-allocates the same few MB-sized activations; trimmed
+    memory comes back as fresh pages, each faulted and zeroed again. Returns whether the
+    setting took (False off glibc). Process-wide, and done once.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_TOP_PAD, pad))
+    except (OSError, AttributeError):
+        return False
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -531,8 +614,15 @@ def train_autoencoders(
     -----
     Species are trained in chunks that fit the device (``config.chunk_size`` or an
     estimate from free memory); a CUDA out-of-memory error halves the chunk and retries.
-    ``precision: bf16`` autocasts the forward pass on CUDA; on the CPU (where it is slow)
-    training runs in fp32 and a note is logged; ``tf32`` only matters on CUDA.
+    ``precision: bf16`` autocasts the forward pass on CUDA and runs the layers in bfloat16
+    on the CPU (float32 master weights both ways); ``tf32`` only matters on CUDA.
+    ``compile: auto`` compiles the step with ``torch.compile`` on CUDA, and on the CPU when
+    the run is long enough (:data:`COMPILE_MIN_MEMBER_STEPS`) to repay the compile time.
+    Eager and compiled steps agree to float rounding, not bit for bit; the choice depends
+    only on the config and the data's size, so a resumed run makes the same one.
+    On Linux, CPU training asks glibc's malloc to keep freed memory (``M_TOP_PAD``,
+    256 MB) instead of returning it to the system after every step; the page faults of
+    re-allocating the activations otherwise cost a third of the step.
     """
     if isinstance(config, dict):
         from evosim.scenario import AutoencoderConfig
@@ -544,9 +634,12 @@ def train_autoencoders(
     spec = AESpec.from_config(config, d)
     device = _resolve_device(config.device)
     precision = config.precision
-    if device.type != "cuda" and precision != "fp32":
-        log.info("precision %s applies to CUDA only; training in fp32 on %s", precision, device)
+    if device.type != "cuda" and precision == "tf32":
+        log.info("precision tf32 applies to CUDA only; training in fp32 on %s", device)
         precision = "fp32"
+    compile_step = use_compile(config.compile, device, s_count * reps * config.steps)
+    if device.type == "cpu":
+        keep_freed_memory()
     m_total = s_count * reps
     member_names = [s for s in names for _ in range(reps)]
     member_reps = [r for _ in names for r in range(reps)]
@@ -579,7 +672,7 @@ def train_autoencoders(
                 try:
                     results[(a, b)] = _train_chunk(
                         a, b, instances, spec, config, seed, member_names, member_reps,
-                        train_idx, val_idx, table, device, precision, ckpt, bar)
+                        train_idx, val_idx, table, device, precision, ckpt, bar, compile_step)
                 except _OOM:
                     if b - a == 1:
                         raise
@@ -619,6 +712,7 @@ def train_autoencoders(
 
     info = {"evosim_version": __version__, "seed": seed, "steps": config.steps,
             "device": str(device), "precision": precision,
+            "compiled": all(r.get("compiled", False) for r in order),
             "config": config.model_dump(mode="json") if hasattr(config, "model_dump") else {},
             "n_train": int(train_idx.shape[1]), "n_val": int(val_idx.shape[1])}
     return AEBank(spec, params, names, reps, losses=losses, diverged=diverged,
@@ -628,7 +722,7 @@ def train_autoencoders(
 def _train_chunk(a: int, b: int, instances: np.ndarray, spec: AESpec, config: Any, seed: int,
                  member_names: list[str], member_reps: list[int], train_idx: np.ndarray,
                  val_idx: np.ndarray, table: np.ndarray, device: torch.device, precision: str,
-                 ckpt: _Checkpoints, bar: Any) -> dict:
+                 ckpt: _Checkpoints, bar: Any, compile_step: bool = False) -> dict:
     reps = config.replicates
     ma, mb = a * reps, b * reps
     names, rs = member_names[ma:mb], member_reps[ma:mb]
@@ -637,7 +731,7 @@ def _train_chunk(a: int, b: int, instances: np.ndarray, spec: AESpec, config: An
         torch.arange(b - a).repeat_interleave(reps), streams.member_keys(seed, names, rs),
         torch.from_numpy(table[ma:mb]),
         _model.init_params(spec, seed, names, rs, config.init),
-        device=device, precision=precision,
+        device=device, precision=precision, compile=compile_step,
         noise_pool=noise_pool(seed, spec.input_dim) if spec.variant == "denoising" else None,
     )
     running = ckpt.running(a, b)
@@ -659,4 +753,5 @@ def _train_chunk(a: int, b: int, instances: np.ndarray, spec: AESpec, config: An
         "val": trainer.evaluate(torch.from_numpy(val_idx[ma:mb])),
         "curve": trainer.curve(),
         "diverged": (~trainer.state.alive).cpu().numpy(),
+        "compiled": trainer.compiled,
     }
