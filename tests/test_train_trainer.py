@@ -429,3 +429,19 @@ def test_minibatch_rows_drawn_in_blocks_equal_the_per_step_draw(monkeypatch):
         pos = streams.randint(streams.step_base(keys, streams.STREAM_BATCH, t), (5,), 30)
         expected = table.gather(1, pos) + torch.arange(3).unsqueeze(1) * 40
         assert torch.equal(tr.batch_rows(t), expected), t
+
+
+def test_cpu_chunks_are_capped_to_stay_in_cache(monkeypatch):
+    spec = trainer.AESpec(input_dim=32, hidden=(64,), latent=2)
+    # 4 bytes x batch 128 x (32 + 64 + 2 + 64 + 32) outputs = 99,328 bytes a member
+    assert trainer.cpu_chunk_cap(spec, 128) == (24 << 20) // 99_328
+    assert trainer.cpu_chunk_cap(spec, 128, replicates=3) == (24 << 20) // (3 * 99_328)
+    config = cfg(steps=8)
+    x = circles(7)
+    per_member = 4 * config.batch_size * (6 + 12 + 2 + 12 + 6)
+    monkeypatch.setattr(trainer, "CPU_STEP_BYTES", 3 * per_member)
+    assert trainer._auto_chunk(trainer.AESpec.from_config(config, 6), config, 48,
+                               torch.device("cpu")) == 3
+    capped = train_autoencoders(x, config, seed=2, progress=False)
+    assert_banks_equal(capped, train_autoencoders(x, config.model_copy(update={"chunk_size": 7}),
+                                                  seed=2, progress=False))

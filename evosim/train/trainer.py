@@ -179,7 +179,24 @@ def _auto_chunk(spec: AESpec, config: Any, n: int, device: torch.device) -> int:
         except (ValueError, OSError, AttributeError):
             avail = 4 << 30
         budget = 0.25 * avail
-    return max(1, int(budget // per_species))
+    size = max(1, int(budget // per_species))
+    if device.type == "cpu":
+        size = min(size, cpu_chunk_cap(spec, config.batch_size, config.replicates))
+    return size
+
+
+CPU_STEP_BYTES = 24 << 20
+"""On the CPU a chunk's layer outputs per step stay under this (a server L3 holds 32 MB):
+past it every step streams its activations from memory and throughput halves
+(bench/RESULTS.md). A constant, not the machine's cache size, so that the chunking, and with
+``compile`` the arithmetic, is the same on every machine."""
+
+
+def cpu_chunk_cap(spec: AESpec, batch_size: int, replicates: int = 1) -> int:
+    """Species per chunk on the CPU: :data:`CPU_STEP_BYTES` of float32 layer outputs."""
+    widths = spec.encoder_widths + spec.decoder_widths[1:]
+    per_member = 4 * batch_size * sum(widths)
+    return max(1, CPU_STEP_BYTES // (per_member * replicates))
 
 
 # ---------------------------------------------------------------------------- the batched step
