@@ -308,6 +308,7 @@ class BatchedTrainer:
         if compile:
             # specialised to this chunk's shapes: a dynamic-shape kernel compiled for an
             # earlier chunk would make a chunk's arithmetic depend on the run's history
+            _allow_recompiles()
             self._objective = torch.compile(_model.member_objective, dynamic=False)
             self._adam = torch.compile(_adam_update, dynamic=False)
 
@@ -498,6 +499,20 @@ def _matmul_precision(device: torch.device, precision: str):
 COMPILE_MIN_MEMBER_STEPS = 500_000
 """``compile: auto`` compiles on the CPU from this many member-steps (AEs x steps) up: compiling
 takes 5-15 s and saves about 60 us per member-step (bench/RESULTS.md)."""
+
+
+RECOMPILE_LIMIT = 64
+
+
+def _allow_recompiles() -> None:
+    # Every chunk shape, variant and precision is its own compiled graph; past torch's
+    # default limit of 8 per function, dynamo would silently run the rest eagerly.
+    import torch._dynamo.config as dynamo_config
+
+    for name in ("recompile_limit", "cache_size_limit"):  # the name before torch 2.6
+        if hasattr(dynamo_config, name):
+            setattr(dynamo_config, name, max(getattr(dynamo_config, name), RECOMPILE_LIMIT))
+            return
 
 
 def use_compile(setting: bool | str, device: torch.device, member_steps: int) -> bool:
