@@ -32,6 +32,7 @@ Usage::
     python bench/bench_train.py                # every device, 64 .. 8,192 species
     python bench/bench_train.py --quick        # 64 and 256 species, fewer steps
     python bench/bench_train.py --device cpu --threads 1 --batch 32
+    python bench/bench_train.py --ablation --threads 1   # each CPU speed fix, cumulatively
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -184,9 +186,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--naive-species", type=int, default=4)
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--quick", action="store_true", help="64 and 256 species, fewer steps")
+    p.add_argument("--ablation", action="store_true",
+                   help="CPU: the step with each speed fix added in turn (64 species)")
+    p.add_argument("--_stage", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args._stage is not None:
+        return _ablation_stage(args)
+    if args.ablation:
+        return ablation(args)
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     species = args.species or ([64, 256] if args.quick else [64, 256, 1024, 4096, 8192])
     print(f"# bench_train: torch {torch.__version__}, python {sys.version.split()[0]}, "
@@ -273,6 +282,52 @@ def cpu_table(args: argparse.Namespace, species: list[int], steps: int) -> None:
         ratios = " | ".join(f"{r * best:,.1f}x" for r in rates)
         label = f"{chunk:,}" + ("" if chunk <= cap else " (one chunk)")
         print(f"| {s:,} | {label} | {cells} | {1 / best:,.0f} | {ratios} |", flush=True)
+
+
+ABLATION = [
+    "every fix off",
+    "+ malloc keeps freed memory",
+    "+ narrow products transposed",
+    "+ ELU backward from its output",
+    "+ minibatch rows drawn 64 steps at a time",
+    "+ torch.compile",
+]
+
+
+def ablation(args: argparse.Namespace) -> None:
+    """Each CPU speed fix added in turn; one process per row (the malloc setting sticks)."""
+    s = (args.species or [64])[0]
+    print(f"\n## cpu ablation: {s} species, AE {args.arch}, batch {args.batch}, fp32, "
+          f"{torch.get_num_threads()} thread(s)\n")
+    print("| step | ms per step | species-steps/s | vs every fix off |")
+    print("|---|---:|---:|---:|")
+    first = None
+    for stage, label in enumerate(ABLATION):
+        cmd = [sys.executable, __file__, "--_stage", str(stage), "--species", str(s),
+               "--arch", args.arch, "--batch", str(args.batch), "--repeats", str(args.repeats),
+               "--threads", str(torch.get_num_threads()), "--steps", str(args.steps or 30)]
+        dt = float(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        first = first or dt
+        print(f"| {label} | {dt * 1e3:.2f} | {s / dt:,.0f} | {first / dt:.2f}x |", flush=True)
+
+
+def _ablation_stage(args: argparse.Namespace) -> None:
+    import torch.nn.functional as F
+
+    from evosim.train import ops, trainer
+
+    stage = args._stage
+    if stage >= 1:
+        keep_freed_memory()
+    if stage < 2:
+        ops.NARROW = 0
+    if stage < 3:
+        ops.elu = F.elu
+    if stage < 4:
+        trainer.ROW_BLOCK_STEPS = 1
+    dt = time_batched(args.species[0], args.arch, args.batch, args.steps, args.instances,
+                      torch.device("cpu"), args.repeats, "fp32", compile=stage >= 5)
+    print(dt)
 
 
 def variants(device: torch.device, repeats: int, steps: int, n: int) -> None:

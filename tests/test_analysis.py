@@ -261,3 +261,24 @@ def test_random_tree_expected_quartet_is_two_thirds():
     )
     assert s["quartet"] == pytest.approx(2 / 3, abs=5 * 0.0064)
     assert s["triplet"] == pytest.approx(2 / 3, abs=5 * 0.0064)
+
+
+def test_random_tree_mantel_p_has_its_null_mean():
+    # Shuffled labels: the observed statistic's rank among P + 1 is uniform, so the mean
+    # p-value is (P + 2) / (2 (P + 1)) = 21/40 for P = 19. p is uniform on {1/20, ..., 1}
+    # (sd 0.288), so 400 sampled trees give the mean to sd 0.0144; tolerance 4 sd.
+    from evosim.analysis.analyse import EXACT_RANDOM_MAX, random_tree_scores
+    from evosim.phylo import yule
+
+    g = np.random.default_rng(11)
+    true = yule(1.0, 12, rng=g)
+    sp = true.extant_leaves
+    s = random_tree_scores(true, sp, n_trees=400, method="nj", mantel_permutations=19, rng=g,
+                           true_distances=patristic(true, sp))
+    assert s["mantel_p"] == pytest.approx(21 / 40, abs=4 * 0.0144)
+    # above EXACT_RANDOM_MAX leaves that expectation is used instead of sampling
+    big = yule(1.0, EXACT_RANDOM_MAX + 2, rng=g)
+    sp = big.extant_leaves
+    s = random_tree_scores(big, sp, n_trees=2, method="nj", mantel_permutations=999, rng=g,
+                           true_distances=patristic(big, sp))
+    assert s["mantel_p"] == 101 / 200

@@ -54,9 +54,11 @@ def random_tree_scores(
 
     Each random tree's own patristic distances stand in for a method's distances, so the
     cophenetic correlations and the Mantel p-value (at most 99 permutations each) are those
-    of a random tree too. Every score is averaged over ``n_trees`` samples, except the
-    quartet and triplet distances on binary true trees of more than ``EXACT_RANDOM_MAX``
-    leaves, which use their exact expectation, 2/3 (see the comment in the code).
+    of a random tree too. Every score is averaged over ``n_trees`` samples, except on
+    binary true trees of more than ``EXACT_RANDOM_MAX`` leaves: there the quartet and
+    triplet distances take their exact expectation, 2/3, and the Mantel p-value its exact
+    expectation under the null, ``(P + 2) / (2 (P + 1))`` for P permutations (see the
+    comments in the code).
     """
     from evosim.phylo import quartet_distance, robinson_foulds, triplet_distance, yule
 
@@ -69,7 +71,10 @@ def random_tree_scores(
         mapping = dict(zip(t.extant_leaves, rng.permutation(species).tolist()))
         t = t.relabel(mapping)
         d = patristic(t, species)
-        r, p = mantel(true_distances, d, min(mantel_permutations, 99), rng)
+        if exact:
+            r, p = mantel(true_distances, d, min(mantel_permutations, 99), rng)
+        else:
+            r, p = mantel(true_distances, d, 0, rng)
         a, b = d[np.triu_indices(len(species), 1)], true_distances[np.triu_indices(len(species), 1)]
         row = {}
         if exact:
@@ -96,6 +101,11 @@ def random_tree_scores(
         # shape, so the expected normalised distance to a binary tree is exactly 2/3.
         out["quartet"] = 2.0 / 3.0
         out["triplet"] = 2.0 / 3.0 if method == "upgma" else None
+        # Shuffled labels make a random tree's distances exchangeable with the truth's, so
+        # the observed statistic's rank among the P + 1 (tie-free: continuous branch
+        # lengths) is uniform and p = rank / (P + 1) has mean (P + 2) / (2 (P + 1)).
+        perms = min(mantel_permutations, 99)
+        out["mantel_p"] = (perms + 2) / (2 * (perms + 1)) if perms > 0 else float("nan")
     elif method != "upgma":
         out["triplet"] = None
     return {k: out[k] for k in METRICS}
