@@ -233,10 +233,17 @@ class _Kill(Exception):
     pass
 
 
-@pytest.mark.parametrize("variant", ["plain", "variational"])
-def test_kill_and_resume_is_bit_identical(tmp_path, monkeypatch, variant):
+@pytest.mark.parametrize("variant,compiled", [
+    ("plain", False),
+    ("variational", False),
+    pytest.param("plain", True, marks=pytest.mark.skipif(
+        shutil.which("c++") is None and shutil.which("g++") is None,
+        reason="torch.compile on the CPU needs a C++ compiler")),
+])
+def test_kill_and_resume_is_bit_identical(tmp_path, monkeypatch, variant, compiled):
     x = circles(5)
-    config = cfg(variant=variant, steps=30, checkpoint_every=4, chunk_size=2, replicates=2)
+    config = cfg(variant=variant, steps=30, checkpoint_every=4, chunk_size=2, replicates=2,
+                 compile=compiled)
     whole = train_autoencoders(x, config, seed=4, progress=False)
     total = 3 * config.steps  # three chunks of species
     kill_at = int(np.random.default_rng(2024).integers(1, total))  # a random step overall
@@ -254,6 +261,7 @@ def test_kill_and_resume_is_bit_identical(tmp_path, monkeypatch, variant):
     monkeypatch.setattr(trainer, "_after_step_hook", lambda chunk, step: redone.append(1))
     resumed = train_autoencoders(x, config, seed=4, checkpoint_dir=tmp_path, progress=False)
     assert_banks_equal(resumed, whole)
+    assert resumed.info["compiled"] is whole.info["compiled"] is compiled
     # it continued from the last checkpoint (finished chunks and every 4th step), not afresh
     chunk, step = divmod(kill_at - 1, config.steps)
     last_checkpoint = min((step + 1) // 4 * 4, 28)
