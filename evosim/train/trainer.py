@@ -685,8 +685,9 @@ def train_autoencoders(
         size = config.chunk_size or _auto_chunk(spec, config, n, device)
         chunks = [(a, min(a + size, s_count)) for a in range(0, s_count, size)]
         ckpt.save_plan(chunks)
-    log.info("training %d AEs (%s %s) on %s in %d chunk(s)", m_total, spec.variant,
-             [d, *spec.hidden, spec.latent], device, len(chunks))
+    log.info("training %d AEs (%s %s) on %s, %s%s, in %d chunk(s)", m_total, spec.variant,
+             [d, *spec.hidden, spec.latent], device, precision,
+             ", compiled" if compile_step else "", len(chunks))
 
     results: dict[tuple[int, int], dict] = {}
     bar = tqdm(total=m_total * config.steps, unit="species-step", unit_scale=True,
