@@ -9,13 +9,7 @@ import torch
 from evosim.scenario import AutoencoderConfig
 from evosim.train import AEBank, AESpec, model, train_autoencoders
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,14 +14,7 @@ from evosim.scenario import AutoencoderConfig
 from evosim.train import AEBank, model, streams, train_autoencoders, trainer
 from evosim.train.trainer import member_splits, noise_pool
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny models: intra-op threads only add synchronisation (badly so on a shared machine)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def circles(s: int, n: int = 48, d: int = 6, seed: int = 0) -> np.ndarray:

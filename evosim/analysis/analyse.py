@@ -71,10 +71,7 @@ def random_tree_scores(
         mapping = dict(zip(t.extant_leaves, rng.permutation(species).tolist()))
         t = t.relabel(mapping)
         d = patristic(t, species)
-        if exact:
-            r, p = mantel(true_distances, d, min(mantel_permutations, 99), rng)
-        else:
-            r, p = mantel(true_distances, d, 0, rng)
+        r, p = mantel(true_distances, d, min(mantel_permutations, 99) if exact else 0, rng)
         a, b = d[np.triu_indices(len(species), 1)], true_distances[np.triu_indices(len(species), 1)]
         row = {}
         if exact:

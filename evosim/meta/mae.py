@@ -59,6 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from evosim.devices import resolve_device
 from evosim.meta.representation import RepresentationMap, make_probes
 from evosim.runio import torch_load, torch_save
 from evosim.scenario import MetaConfig
@@ -101,14 +102,6 @@ def _single_thread(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("meta.device is cuda but no CUDA device is available")
-    return torch.device(name)
 
 
 # ---------------------------------------------------------------------------- AE forward
@@ -635,7 +628,7 @@ def fit_meta_autoencoder(
             "meta.functional_weight needs a weight representation (raw or aligned); "
             "a functional representation already is the probe outputs"
         )
-    device = _device(config.device)
+    device = resolve_device(config.device, "meta.device")
     rep, x = RepresentationMap.fit_transform(
         bank,
         config.representation,

@@ -36,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from evosim import runio
+from evosim.devices import resolve_device
 from evosim.seeding import rng
 from evosim.train import model as _model
 from evosim.train import streams
@@ -303,11 +304,14 @@ class BatchedTrainer:
             "contractive_weight", "kl_weight")})
         self.compute_dtype = (torch.bfloat16 if precision == "bf16" and self.device.type != "cuda"
                               else None)
-        self.compiled = compile
         self._compile_tried = not compile
+        self._set_compiled(compile)
+
+    def _set_compiled(self, on: bool) -> None:
+        self.compiled = on
         self._objective = _model.member_objective
         self._adam = _adam_update
-        if compile:
+        if on:
             # specialised to this chunk's shapes: a dynamic-shape kernel compiled for an
             # earlier chunk would make a chunk's arithmetic depend on the run's history
             _allow_recompiles()
@@ -357,9 +361,7 @@ class BatchedTrainer:
             log.warning("torch.compile failed (%s: %s); training eagerly instead",
                         type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
             self.load_state_dict(before)
-            self.compiled = False
-            self._objective = _model.member_objective
-            self._adam = _adam_update
+            self._set_compiled(False)
             return self._step()
 
     def _step(self) -> torch.Tensor:
@@ -544,14 +546,6 @@ def keep_freed_memory(pad: int = 256 << 20) -> bool:
         return False
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("autoencoder.device is 'cuda' but CUDA is not available")
-    return torch.device(name)
-
-
 def _fingerprint(instances: np.ndarray, names: list[str], seed: int, config: Any) -> str:
     cfg = config.model_dump(mode="json") if hasattr(config, "model_dump") else dict(vars(config))
     for k in ("device", "chunk_size", "checkpoint_every"):  # these do not change the result
@@ -666,7 +660,7 @@ def train_autoencoders(
     s_count, n, d = instances.shape
     reps = config.replicates
     spec = AESpec.from_config(config, d)
-    device = _resolve_device(config.device)
+    device = resolve_device(config.device, "autoencoder.device")
     precision = config.precision
     if device.type != "cuda" and precision == "tf32":
         log.info("precision tf32 applies to CUDA only; training in fp32 on %s", device)
