@@ -106,15 +106,24 @@ def _ms(values: list[float | None]) -> str:
 
 def table(name: str, runs: list[dict]) -> str:
     methods = list(runs[0]["scores"])
-    lines = [f"### {name} ({len(runs)} seeds)", "",
-             "| method | " + " | ".join(COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
+    lines = [
+        f"### {name} ({len(runs)} seeds)",
+        "",
+        "| method | " + " | ".join(COLUMNS) + " |",
+        "|---|" + "---:|" * len(COLUMNS),
+    ]
     for m in methods:
         cells = [_ms([r["scores"][m][c] for r in runs]) for c in COLUMNS]
         label = "**MAE**" if m == "mae" else m
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     t = {k: np.mean([r["times"][k] for r in runs]) for k in runs[0]["times"]}
-    lines += ["", "mean seconds per seed: " + ", ".join(f"{k} {v:.1f}" for k, v in t.items())
-              + f"; MAE code size {sorted({r['latent'] for r in runs})}", ""]
+    lines += [
+        "",
+        "mean seconds per seed: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in t.items())
+        + f"; MAE code size {sorted({r['latent'] for r in runs})}",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -137,10 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenarios", nargs="*", help="names in scenarios/ (default: all)")
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--quick", action="store_true",
-                    help="quickstart and circles, 2 seeds, fewer AE/MAE steps")
-    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                    help="override a scenario field for every run (repeatable)")
+    ap.add_argument(
+        "--quick", action="store_true", help="quickstart and circles, 2 seeds, fewer AE/MAE steps"
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="override a scenario field for every run (repeatable)",
+    )
     ap.add_argument("--json", help="also write every score to this file")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -149,9 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         names = args.scenarios or ["quickstart", "circles"]
         seeds = min(seeds, 2)
-    print(f"# bench_recovery: {platform.processor() or platform.machine()}, "
-          f"torch {torch.__version__}, cuda {torch.cuda.is_available()}, "
-          f"seeds 1..{seeds}, overrides {args.set or 'none'}\n", flush=True)
+    print(
+        f"# bench_recovery: {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__}, cuda {torch.cuda.is_available()}, "
+        f"seeds 1..{seeds}, overrides {args.set or 'none'}\n",
+        flush=True,
+    )
     results = {}
     for name in names:
         base = load_scenario(ROOT / "scenarios" / f"{name}.yaml")
@@ -159,8 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         for seed in range(1, seeds + 1):
             sc = configure(base, seed, args.set, args.quick)
             runs.append(run_one(sc))
-            print(f"  {name} seed {seed}: MAE nrf {runs[-1]['scores']['mae']['nrf']:.3f}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  {name} seed {seed}: MAE nrf {runs[-1]['scores']['mae']['nrf']:.3f}",
+                file=sys.stderr,
+                flush=True,
+            )
         results[name] = runs
         print(table(name, runs), flush=True)
         if name == "quickstart":

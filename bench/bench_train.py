@@ -64,12 +64,21 @@ def _arch(text: str) -> tuple[int, list[int], int]:
 
 def _config(arch: str, batch: int, steps: int, precision: str = "fp32") -> AutoencoderConfig:
     _, hidden, latent = _arch(arch)
-    return AutoencoderConfig(hidden=hidden, latent=latent, batch_size=batch, steps=steps,
-                             precision=precision)
+    return AutoencoderConfig(
+        hidden=hidden, latent=latent, batch_size=batch, steps=steps, precision=precision
+    )
 
 
-def _trainer(s: int, arch: str, batch: int, steps: int, n: int, device: torch.device,
-             precision: str = "fp32", compile: bool = False) -> BatchedTrainer:
+def _trainer(
+    s: int,
+    arch: str,
+    batch: int,
+    steps: int,
+    n: int,
+    device: torch.device,
+    precision: str = "fp32",
+    compile: bool = False,
+) -> BatchedTrainer:
     d, _, _ = _arch(arch)
     config = _config(arch, batch, steps, precision)
     spec = AESpec.from_config(config, d)
@@ -77,13 +86,31 @@ def _trainer(s: int, arch: str, batch: int, steps: int, n: int, device: torch.de
     g = torch.Generator().manual_seed(0)
     data = torch.randn(s, n, d, generator=g)
     table = torch.arange(n).repeat(s, 1)
-    return BatchedTrainer(spec, config, data, torch.arange(s), streams.member_keys(0, names,
-                          [0] * s), table, model.init_params(spec, 0, names, [0] * s),
-                          device=device, precision=precision, compile=compile)
+    return BatchedTrainer(
+        spec,
+        config,
+        data,
+        torch.arange(s),
+        streams.member_keys(0, names, [0] * s),
+        table,
+        model.init_params(spec, 0, names, [0] * s),
+        device=device,
+        precision=precision,
+        compile=compile,
+    )
 
 
-def time_batched(s: int, arch: str, batch: int, steps: int, n: int, device: torch.device,
-                 repeats: int, precision: str = "fp32", compile: bool = False) -> float:
+def time_batched(
+    s: int,
+    arch: str,
+    batch: int,
+    steps: int,
+    n: int,
+    device: torch.device,
+    repeats: int,
+    precision: str = "fp32",
+    compile: bool = False,
+) -> float:
     """Seconds per step of the batched trainer with ``s`` species (best of ``repeats``)."""
     warm = 5 if compile else 2
     tr = _trainer(s, arch, batch, warm + steps * repeats, n, device, precision, compile)
@@ -100,8 +127,9 @@ def time_batched(s: int, arch: str, batch: int, steps: int, n: int, device: torc
     return best
 
 
-def time_naive(s: int, arch: str, batch: int, steps: int, n: int, device: torch.device,
-               repeats: int) -> float:
+def time_naive(
+    s: int, arch: str, batch: int, steps: int, n: int, device: torch.device, repeats: int
+) -> float:
     """Seconds per species-step of the naive loop: each species its own module and Adam."""
     d, hidden, latent = _arch(arch)
     spec = AESpec(input_dim=d, hidden=tuple(hidden), latent=latent)
@@ -141,7 +169,8 @@ def flops_per_member_step(arch: str, batch: int) -> float:
     d, hidden, latent = _arch(arch)
     spec = AESpec(input_dim=d, hidden=tuple(hidden), latent=latent)
     pairs = list(zip(spec.encoder_widths[:-1], spec.encoder_widths[1:])) + list(
-        zip(spec.decoder_widths[:-1], spec.decoder_widths[1:]))
+        zip(spec.decoder_widths[:-1], spec.decoder_widths[1:])
+    )
     macs = sum(a * b for a, b in pairs)
     return 2.0 * batch * (3 * macs - pairs[0][0] * pairs[0][1])
 
@@ -175,8 +204,12 @@ def _device_name(device: torch.device) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--device", choices=["cpu", "cuda"], action="append",
-                   help="default: cpu, and cuda when available")
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        action="append",
+        help="default: cpu, and cuda when available",
+    )
     p.add_argument("--species", type=int, nargs="+")
     p.add_argument("--arch", default="32-64-2", help="D-hidden...-latent (default 32-64-2)")
     p.add_argument("--batch", type=int, default=128)
@@ -186,8 +219,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--naive-species", type=int, default=4)
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--quick", action="store_true", help="64 and 256 species, fewer steps")
-    p.add_argument("--ablation", action="store_true",
-                   help="CPU: the step with each speed fix added in turn (64 species)")
+    p.add_argument(
+        "--ablation",
+        action="store_true",
+        help="CPU: the step with each speed fix added in turn (64 species)",
+    )
     p.add_argument("--_stage", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.threads:
@@ -198,8 +234,10 @@ def main(argv: list[str] | None = None) -> None:
         return ablation(args)
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     species = args.species or ([64, 256] if args.quick else [64, 256, 1024, 4096, 8192])
-    print(f"# bench_train: torch {torch.__version__}, python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} CPUs (shared machine: other jobs may be running)")
+    print(
+        f"# bench_train: torch {torch.__version__}, python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} CPUs (shared machine: other jobs may be running)"
+    )
     keep_freed_memory()
     for name in devices:
         device = torch.device(name)
@@ -208,12 +246,23 @@ def main(argv: list[str] | None = None) -> None:
         if not cuda:
             cpu_table(args, species, steps)
             continue
-        naive = time_naive(args.naive_species, args.arch, args.batch, 4 * steps, args.instances,
-                           device, args.repeats)
-        print(f"\n## {name}: {_device_name(device)}; AE {args.arch}, batch {args.batch}, "
-              f"elu, Adam, fp32")
-        print(f"naive loop measured on {args.naive_species} species x {4 * steps} steps: "
-              f"{1 / naive:,.0f} species-steps/s, extrapolated per species to every row\n")
+        naive = time_naive(
+            args.naive_species,
+            args.arch,
+            args.batch,
+            4 * steps,
+            args.instances,
+            device,
+            args.repeats,
+        )
+        print(
+            f"\n## {name}: {_device_name(device)}; AE {args.arch}, batch {args.batch}, "
+            f"elu, Adam, fp32"
+        )
+        print(
+            f"naive loop measured on {args.naive_species} species x {4 * steps} steps: "
+            f"{1 / naive:,.0f} species-steps/s, extrapolated per species to every row\n"
+        )
         head = "| species | batched species-steps/s | naive species-steps/s (extrap.) | ratio |"
         rule = "|---:|---:|---:|---:|"
         if cuda:
@@ -224,12 +273,13 @@ def main(argv: list[str] | None = None) -> None:
         print(rule)
         for s in species:
             try:
-                dt = time_batched(s, args.arch, args.batch, steps, args.instances, device,
-                                  args.repeats)
+                dt = time_batched(
+                    s, args.arch, args.batch, steps, args.instances, device, args.repeats
+                )
             except (torch.cuda.OutOfMemoryError, RuntimeError, MemoryError) as exc:
                 print(f"| {s:,} | failed: {type(exc).__name__} | | |")
                 continue
-            row = (f"| {s:,} | {s / dt:,.0f} | {1 / naive:,.0f} | {s * naive / dt:,.1f}x |")
+            row = f"| {s:,} | {s / dt:,.0f} | {1 / naive:,.0f} | {s * naive / dt:,.1f}x |"
             if cuda:
                 tf = s * flops_per_member_step(args.arch, args.batch) / dt / 1e12
                 frac = s * bytes_per_member_step(args.arch, args.batch, 4) / dt / bw
@@ -252,19 +302,30 @@ def cpu_table(args: argparse.Namespace, species: list[int], steps: int) -> None:
     naive = {}
     for t in sorted({1, threads}):
         torch.set_num_threads(t)
-        naive[t] = time_naive(args.naive_species, args.arch, args.batch, 4 * steps,
-                              args.instances, device, args.repeats)
+        naive[t] = time_naive(
+            args.naive_species,
+            args.arch,
+            args.batch,
+            4 * steps,
+            args.instances,
+            device,
+            args.repeats,
+        )
     torch.set_num_threads(threads)
     best = min(naive.values())
     d, hidden, latent = _arch(args.arch)
     cap = cpu_chunk_cap(AESpec(input_dim=d, hidden=tuple(hidden), latent=latent), args.batch)
     print(f"\n## cpu: {_device_name(device)}; AE {args.arch}, batch {args.batch}, elu, Adam")
-    print(f"naive loop (fp32) on {args.naive_species} species x {4 * steps} steps, "
-          f"extrapolated per species: " + ", ".join(
-              f"{1 / v:,.0f} species-steps/s with {t} thread(s)" for t, v in naive.items())
-          + "; ratios against the faster\n")
-    print("| species | chunk | eager fp32 | compiled fp32 | compiled bf16 | naive | ratio eager | "
-          "ratio compiled | ratio bf16 |")
+    print(
+        f"naive loop (fp32) on {args.naive_species} species x {4 * steps} steps, "
+        f"extrapolated per species: "
+        + ", ".join(f"{1 / v:,.0f} species-steps/s with {t} thread(s)" for t, v in naive.items())
+        + "; ratios against the faster\n"
+    )
+    print(
+        "| species | chunk | eager fp32 | compiled fp32 | compiled bf16 | naive | ratio eager | "
+        "ratio compiled | ratio bf16 |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     chunks = [(s, min(s, cap)) for s in species]
     chunks += [(s, s) for s in species if s > cap]  # one chunk of everything, for contrast
@@ -272,8 +333,17 @@ def cpu_table(args: argparse.Namespace, species: list[int], steps: int) -> None:
         rates = []
         for precision, comp in (("fp32", False), ("fp32", True), ("bf16", True)):
             try:
-                dt = time_batched(chunk, args.arch, args.batch, steps, args.instances, device,
-                                  args.repeats, precision, comp)
+                dt = time_batched(
+                    chunk,
+                    args.arch,
+                    args.batch,
+                    steps,
+                    args.instances,
+                    device,
+                    args.repeats,
+                    precision,
+                    comp,
+                )
                 rates.append(chunk / dt)
             except (RuntimeError, MemoryError) as exc:
                 print(f"<!-- {s} {precision} compile={comp}: {type(exc).__name__} -->")
@@ -297,15 +367,32 @@ ABLATION = [
 def ablation(args: argparse.Namespace) -> None:
     """Each CPU speed fix added in turn; one process per row (the malloc setting sticks)."""
     s = (args.species or [64])[0]
-    print(f"\n## cpu ablation: {s} species, AE {args.arch}, batch {args.batch}, fp32, "
-          f"{torch.get_num_threads()} thread(s)\n")
+    print(
+        f"\n## cpu ablation: {s} species, AE {args.arch}, batch {args.batch}, fp32, "
+        f"{torch.get_num_threads()} thread(s)\n"
+    )
     print("| step | ms per step | species-steps/s | vs every fix off |")
     print("|---|---:|---:|---:|")
     first = None
     for stage, label in enumerate(ABLATION):
-        cmd = [sys.executable, __file__, "--_stage", str(stage), "--species", str(s),
-               "--arch", args.arch, "--batch", str(args.batch), "--repeats", str(args.repeats),
-               "--threads", str(torch.get_num_threads()), "--steps", str(args.steps or 30)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--_stage",
+            str(stage),
+            "--species",
+            str(s),
+            "--arch",
+            args.arch,
+            "--batch",
+            str(args.batch),
+            "--repeats",
+            str(args.repeats),
+            "--threads",
+            str(torch.get_num_threads()),
+            "--steps",
+            str(args.steps or 30),
+        ]
         dt = float(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
         first = first or dt
         print(f"| {label} | {dt * 1e3:.2f} | {s / dt:,.0f} | {first / dt:.2f}x |", flush=True)
@@ -325,8 +412,17 @@ def _ablation_stage(args: argparse.Namespace) -> None:
         ops.elu = F.elu
     if stage < 4:
         trainer.ROW_BLOCK_STEPS = 1
-    dt = time_batched(args.species[0], args.arch, args.batch, args.steps, args.instances,
-                      torch.device("cpu"), args.repeats, "fp32", compile=stage >= 5)
+    dt = time_batched(
+        args.species[0],
+        args.arch,
+        args.batch,
+        args.steps,
+        args.instances,
+        torch.device("cpu"),
+        args.repeats,
+        "fp32",
+        compile=stage >= 5,
+    )
     print(dt)
 
 
@@ -337,10 +433,13 @@ def variants(device: torch.device, repeats: int, steps: int, n: int) -> None:
     print(f"\n### {device}: variants at {s:,} species, AE {arch}, batch {batch}\n")
     print("| variant | species-steps/s | TFLOP/s | bandwidth floor |")
     print("|---|---:|---:|---:|")
-    for label, precision, comp in [("fp32", "fp32", False), ("tf32", "tf32", False),
-                                   ("bf16 autocast", "bf16", False),
-                                   ("fp32 + torch.compile", "fp32", True),
-                                   ("bf16 + torch.compile", "bf16", True)]:
+    for label, precision, comp in [
+        ("fp32", "fp32", False),
+        ("tf32", "tf32", False),
+        ("bf16 autocast", "bf16", False),
+        ("fp32 + torch.compile", "fp32", True),
+        ("bf16 + torch.compile", "bf16", True),
+    ]:
         try:
             dt = time_batched(s, arch, batch, steps, n, device, repeats, precision, comp)
         except Exception as exc:  # report and go on: one broken variant must not hide the rest

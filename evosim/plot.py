@@ -414,12 +414,19 @@ def _misplaced(true_tree, inferred_tree, leaves: Sequence[str]) -> list[bool]:  
     bt, bi = _leafsets(true_tree), _leafsets(inferred_tree)
     everything = bi[inferred_tree.root]
     splits = set(bi.values()) | {everything - v for v in bi.values()}
-    return [bt[true_tree.parent(leaf)] not in splits if true_tree.parent(leaf) else False
-            for leaf in leaves]
+    return [
+        bt[true_tree.parent(leaf)] not in splits if true_tree.parent(leaf) else False
+        for leaf in leaves
+    ]
 
 
-def plot_tanglegram(true_tree, inferred_tree, path: str | Path, *,  # noqa: ANN001
-                    title: str = "true (left) vs inferred (right)") -> Path:
+def plot_tanglegram(
+    true_tree,
+    inferred_tree,
+    path: str | Path,
+    *,  # noqa: ANN001
+    title: str = "true (left) vs inferred (right)",
+) -> Path:
     """True and inferred trees face to face, matching leaves joined by lines.
 
     Both trees are scaled to the same width; the inferred tree's children are ordered by
@@ -439,10 +446,14 @@ def plot_tanglegram(true_tree, inferred_tree, path: str | Path, *,  # noqa: ANN0
     gap = 0.6
     fig = Figure(figsize=(9, max(3.0, min(0.2 * n + 1, 30.0))))
     ax = fig.add_subplot()
-    ax.add_collection(LineCollection(_tree_segments(true_tree, xt, yt), colors="0.2",
-                                     linewidths=0.9))
-    ax.add_collection(LineCollection(_tree_segments(inferred_tree, xi, yi, flip=2.0 + gap),
-                                     colors="tab:blue", linewidths=0.9))
+    ax.add_collection(
+        LineCollection(_tree_segments(true_tree, xt, yt), colors="0.2", linewidths=0.9)
+    )
+    ax.add_collection(
+        LineCollection(
+            _tree_segments(inferred_tree, xi, yi, flip=2.0 + gap), colors="tab:blue", linewidths=0.9
+        )
+    )
     # Dotted guides from tips that end short of the label column (non-ultrametric trees).
     guides = [[(xt[leaf], yt[leaf]), (1.0, yt[leaf])] for leaf in leaves if xt[leaf] < 1.0]
     guides += [
@@ -453,14 +464,28 @@ def plot_tanglegram(true_tree, inferred_tree, path: str | Path, *,  # noqa: ANN0
     ax.add_collection(LineCollection(guides, colors="0.8", linewidths=0.6, linestyles=":"))
     links = [[(1.0 + 0.02, yt[leaf]), (1.0 + gap - 0.02, yi[leaf])] for leaf in leaves]
     moved = _misplaced(true_tree, inferred_tree, leaves)
-    ax.add_collection(LineCollection(links, colors=["tab:red" if m else "0.75" for m in moved],
-                                     linewidths=0.7))
+    ax.add_collection(
+        LineCollection(links, colors=["tab:red" if m else "0.75" for m in moved], linewidths=0.7)
+    )
     if n <= 80:
         for leaf in leaves:
-            ax.annotate(leaf, (1.0, yt[leaf]), xytext=(2, 0), textcoords="offset points",
-                        va="center", fontsize=6)
-            ax.annotate(leaf, (1.0 + gap, yi[leaf]), xytext=(-2, 0), textcoords="offset points",
-                        va="center", ha="right", fontsize=6)
+            ax.annotate(
+                leaf,
+                (1.0, yt[leaf]),
+                xytext=(2, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=6,
+            )
+            ax.annotate(
+                leaf,
+                (1.0 + gap, yi[leaf]),
+                xytext=(-2, 0),
+                textcoords="offset points",
+                va="center",
+                ha="right",
+                fontsize=6,
+            )
     ax.set_xlim(-0.05, 2.0 + gap + 0.05)
     ax.set_ylim(-1, n)
     ax.set_axis_off()
@@ -484,8 +509,14 @@ def _pca2(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[
     return centred @ axes, mean, axes, labels
 
 
-def plot_latent_tree(latents: np.ndarray, species: Sequence[str], true_tree, path: str | Path,
-                     *, title: str = "MAE latent space with the true tree") -> Path:  # noqa: ANN001
+def plot_latent_tree(
+    latents: np.ndarray,
+    species: Sequence[str],
+    true_tree,
+    path: str | Path,
+    *,
+    title: str = "MAE latent space with the true tree",
+) -> Path:  # noqa: ANN001
     """Species in the MAE's latent space (2-D PCA), the true tree drawn through them.
 
     Each internal node of the true tree sits at the mean latent position of its
@@ -504,17 +535,27 @@ def plot_latent_tree(latents: np.ndarray, species: Sequence[str], true_tree, pat
             pts = [coords[c] for c in kids if c in coords]
             if pts:
                 coords[node] = np.mean(pts, axis=0)
-    segs = [[coords[true_tree.parent(n)], coords[n]] for n in true_tree.preorder()
-            if true_tree.parent(n) is not None and n in coords and true_tree.parent(n) in coords]
+    segs = [
+        [coords[true_tree.parent(n)], coords[n]]
+        for n in true_tree.preorder()
+        if true_tree.parent(n) is not None and n in coords and true_tree.parent(n) in coords
+    ]
     fig = Figure(figsize=(7, 6))
     ax = fig.add_subplot()
     ax.add_collection(LineCollection(segs, colors="0.6", linewidths=0.8, zorder=1))
     _, _, order = _ordered_layout(true_tree)
     order = [s for s in order if s in pos]
     colour = {s: i / max(len(order) - 1, 1) for i, s in enumerate(order)}
-    ax.scatter([pos[s][0] for s in order], [pos[s][1] for s in order],
-               c=[colour[s] for s in order], cmap="viridis", s=30, edgecolors="k",
-               linewidths=0.3, zorder=3)
+    ax.scatter(
+        [pos[s][0] for s in order],
+        [pos[s][1] for s in order],
+        c=[colour[s] for s in order],
+        cmap="viridis",
+        s=30,
+        edgecolors="k",
+        linewidths=0.3,
+        zorder=3,
+    )
     if len(order) <= 60:
         for s in order:
             ax.annotate(s, pos[s], xytext=(3, 3), textcoords="offset points", fontsize=6)
@@ -526,9 +567,14 @@ def plot_latent_tree(latents: np.ndarray, species: Sequence[str], true_tree, pat
     return save_figure(fig, path)
 
 
-def plot_distance_scatter(latents: np.ndarray, species: Sequence[str], true_tree,  # noqa: ANN001
-                          path: str | Path, *, title: str = "latent vs patristic distance"
-                          ) -> Path:
+def plot_distance_scatter(
+    latents: np.ndarray,
+    species: Sequence[str],
+    true_tree,  # noqa: ANN001
+    path: str | Path,
+    *,
+    title: str = "latent vs patristic distance",
+) -> Path:
     """Every species pair: Euclidean latent distance against true patristic distance."""
     from scipy.stats import spearmanr
 
@@ -551,8 +597,9 @@ def plot_distance_scatter(latents: np.ndarray, species: Sequence[str], true_tree
     return save_figure(fig, path)
 
 
-def plot_ae_losses(losses: Mapping[str, Any], path: str | Path, *,
-                   title: str = "final loss of each species' AE") -> Path:
+def plot_ae_losses(
+    losses: Mapping[str, Any], path: str | Path, *, title: str = "final loss of each species' AE"
+) -> Path:
     """Final train (and validation) reconstruction loss of every member, by species.
 
     ``losses``: ``species`` [M], ``replicate`` [M], ``train`` [M], ``val`` [M].
@@ -576,8 +623,9 @@ def plot_ae_losses(losses: Mapping[str, Any], path: str | Path, *,
     return save_figure(fig, path)
 
 
-def plot_mae_training(losses: Mapping[str, Any], path: str | Path, *,
-                      title: str = "MAE training") -> Path:
+def plot_mae_training(
+    losses: Mapping[str, Any], path: str | Path, *, title: str = "MAE training"
+) -> Path:
     """The MAE's representation reconstruction loss against step (train; held-out if any).
 
     ``losses``: ``step``/``train`` and optionally ``val_step``/``val`` (the early-stopping
@@ -591,8 +639,11 @@ def plot_mae_training(losses: Mapping[str, Any], path: str | Path, *,
         ax.plot(steps, train, label="train (final fit)")
     val = np.asarray(losses.get("val", []), dtype=np.float64)
     if len(val):
-        ax.plot(np.asarray(losses.get("val_step", np.arange(len(val)))), val,
-                label="held-out replicates")
+        ax.plot(
+            np.asarray(losses.get("val_step", np.arange(len(val)))),
+            val,
+            label="held-out replicates",
+        )
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("MSE (standardised representation)")
@@ -665,9 +716,7 @@ def plot_population(
             grey = all_dead.get(node, False)
             (gone if grey else live).append(np.column_stack([t, m]))
             if len(t) > 1:
-                ax.fill_between(
-                    t, m - sd, m + sd, color="0.85" if grey else "C0", alpha=0.15, lw=0
-                )
+                ax.fill_between(t, m - sd, m + sd, color="0.85" if grey else "C0", alpha=0.15, lw=0)
         if gone:
             ax.add_collection(LineCollection(gone, colors="0.6", linewidths=0.6))
         ax.add_collection(LineCollection(live, colors="C0", linewidths=0.8))

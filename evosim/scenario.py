@@ -15,6 +15,8 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from evosim.errors import ScenarioError
+
 __all__ = [
     "AnalysisConfig",
     "AutoencoderConfig",
@@ -29,10 +31,6 @@ __all__ = [
     "load_scenario",
     "parse_scenario",
 ]
-
-
-class ScenarioError(ValueError):
-    """A scenario is invalid. The message is one line naming the field path."""
 
 
 class _Section(BaseModel):

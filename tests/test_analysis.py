@@ -273,12 +273,26 @@ def test_random_tree_mantel_p_has_its_null_mean():
     g = np.random.default_rng(11)
     true = yule(1.0, 12, rng=g)
     sp = true.extant_leaves
-    s = random_tree_scores(true, sp, n_trees=400, method="nj", mantel_permutations=19, rng=g,
-                           true_distances=patristic(true, sp))
+    s = random_tree_scores(
+        true,
+        sp,
+        n_trees=400,
+        method="nj",
+        mantel_permutations=19,
+        rng=g,
+        true_distances=patristic(true, sp),
+    )
     assert s["mantel_p"] == pytest.approx(21 / 40, abs=4 * 0.0144)
     # above EXACT_RANDOM_MAX leaves that expectation is used instead of sampling
     big = yule(1.0, EXACT_RANDOM_MAX + 2, rng=g)
     sp = big.extant_leaves
-    s = random_tree_scores(big, sp, n_trees=2, method="nj", mantel_permutations=999, rng=g,
-                           true_distances=patristic(big, sp))
+    s = random_tree_scores(
+        big,
+        sp,
+        n_trees=2,
+        method="nj",
+        mantel_permutations=999,
+        rng=g,
+        true_distances=patristic(big, sp),
+    )
     assert s["mantel_p"] == 101 / 200

@@ -59,7 +59,10 @@ RUN_FILES = [
 def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "evosim.cli", *args], capture_output=True, text=True, env=env,
+        [sys.executable, "-m", "evosim.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
         **kwargs,
     )
 
@@ -125,9 +128,19 @@ def test_kill_during_training_then_resume_gives_the_same_results(tmp_path):
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "evosim.cli", "run", str(scenario_path), "--out", str(out),
-         "--quiet"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "evosim.cli",
+            "run",
+            str(scenario_path),
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     ckpt_dir = out / "checkpoints" / "train"
     deadline = time.monotonic() + 120

@@ -87,8 +87,10 @@ BAD = [
     ),
     ("traits:\n  population:\n    size: 1\n", "traits.population.size (line 3): must be >= 2"),
     ("autoencoder:\n  hidden: [0]\n", "autoencoder.hidden (line 2): every width must be >= 1"),
-    ("autoencoder:\n  compile: maybe\n",
-     "autoencoder.compile (line 2): must be true, false or 'auto', got 'maybe'"),
+    (
+        "autoencoder:\n  compile: maybe\n",
+        "autoencoder.compile (line 2): must be true, false or 'auto', got 'maybe'",
+    ),
     ("meta:\n  latent: 0\n", "meta.latent (line 2): must be >= 1 or 'auto', got 0"),
     ("seed: -3\n", "seed (line 1): must be >= 0, got -3"),
 ]

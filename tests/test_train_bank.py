@@ -16,8 +16,16 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def bank() -> AEBank:
     g = np.random.default_rng(0)
     x = g.normal(size=(3, 40, 5)).astype(np.float32) * np.array([1, 2, 3])[:, None, None]
-    config = AutoencoderConfig(variant="variational", hidden=[8, 6], latent=2, steps=15,
-                               batch_size=8, replicates=2, device="cpu", activation="tanh")
+    config = AutoencoderConfig(
+        variant="variational",
+        hidden=[8, 6],
+        latent=2,
+        steps=15,
+        batch_size=8,
+        replicates=2,
+        device="cpu",
+        activation="tanh",
+    )
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

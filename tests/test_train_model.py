@@ -13,8 +13,10 @@ from evosim.train.spec import ACTIVATIONS, AESpec
 
 def _params(spec: AESpec, m: int, seed: int = 0, dtype=torch.float64) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return {k: torch.randn((m, *s), generator=g, dtype=dtype) * 0.7
-            for k, s in spec.param_shapes().items()}
+    return {
+        k: torch.randn((m, *s), generator=g, dtype=dtype) * 0.7
+        for k, s in spec.param_shapes().items()
+    }
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
@@ -29,8 +31,9 @@ def test_activation_grad_matches_autograd(activation):
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("hidden", [(), (6,), (6, 5)])
 def test_contractive_penalty_equals_autograd_jacobian(activation, hidden):
-    spec = AESpec(input_dim=4, hidden=hidden, latent=3, activation=activation,
-                  variant="contractive")
+    spec = AESpec(
+        input_dim=4, hidden=hidden, latent=3, activation=activation, variant="contractive"
+    )
     m, b = 3, 5
     params = _params(spec, m)
     x = torch.randn(m, b, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
@@ -39,11 +42,12 @@ def test_contractive_penalty_equals_autograd_jacobian(activation, hidden):
     got = model.contractive_penalty(params, spec, pres, b)
     assert got.shape == (m, b)
     for i in range(m):
-        member = {k: v[i:i + 1] for k, v in params.items()}
+        member = {k: v[i : i + 1] for k, v in params.items()}
         for j in range(b):
             jac = torch.autograd.functional.jacobian(
                 lambda v, member=member: model.encode(member, spec, v.reshape(1, 1, 4)).reshape(3),
-                x[i, j])
+                x[i, j],
+            )
             torch.testing.assert_close(got[i, j], jac.pow(2).sum(), rtol=1e-10, atol=1e-12)
 
 
@@ -54,13 +58,18 @@ def test_contractive_penalty_gradient_matches_double_backprop():
     x = torch.randn(1, 4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     pres: list[torch.Tensor] = []
     model._mlp(params, "encoder", torch.tanh, x, pres)
-    ours = torch.autograd.grad(model.contractive_penalty(params, spec, pres, 4).sum(),
-                               list(params.values()), allow_unused=True)
+    ours = torch.autograd.grad(
+        model.contractive_penalty(params, spec, pres, 4).sum(),
+        list(params.values()),
+        allow_unused=True,
+    )
     total = 0
     for j in range(4):
         jac = torch.autograd.functional.jacobian(
-            lambda v: model.encode(params, spec, v.reshape(1, 1, 3)).reshape(2), x[0, j],
-            create_graph=True)
+            lambda v: model.encode(params, spec, v.reshape(1, 1, 3)).reshape(2),
+            x[0, j],
+            create_graph=True,
+        )
         total = total + jac.pow(2).sum()
     oracle = torch.autograd.grad(total, list(params.values()), allow_unused=True)
     for a, o in zip(ours, oracle):
@@ -76,7 +85,8 @@ def test_gaussian_kl_equals_closed_form():
     logvar = torch.randn(4, 7, 3, generator=g, dtype=torch.float64)
     oracle = torch.distributions.kl_divergence(
         torch.distributions.Normal(mu, (0.5 * logvar).exp()),
-        torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))).sum(-1)
+        torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu)),
+    ).sum(-1)
     torch.testing.assert_close(model.gaussian_kl(mu, logvar), oracle, rtol=1e-12, atol=1e-12)
     assert torch.all(model.gaussian_kl(torch.zeros(2, 3), torch.zeros(2, 3)) == 0)
 
@@ -88,7 +98,8 @@ def test_sparse_kl_equals_bernoulli_kl():
     rho_hat = torch.sigmoid(code).mean(1)
     oracle = torch.distributions.kl_divergence(
         torch.distributions.Bernoulli(probs=torch.full_like(rho_hat, rho)),
-        torch.distributions.Bernoulli(probs=rho_hat)).sum(-1)
+        torch.distributions.Bernoulli(probs=rho_hat),
+    ).sum(-1)
     torch.testing.assert_close(model.sparse_kl(code, rho), oracle, rtol=1e-10, atol=1e-12)
 
 
@@ -103,13 +114,15 @@ def test_member_objective_variants_match_hand_computation():
     torch.testing.assert_close(model.member_objective(params, spec, x, cfg), mse)
     code = model.encode(params, spec, x)
     sparse = AESpec(**{**spec.to_dict(), "variant": "sparse"})
-    torch.testing.assert_close(model.member_objective(params, sparse, x, cfg),
-                               mse + 0.3 * code.abs().sum(-1).mean(1))
+    torch.testing.assert_close(
+        model.member_objective(params, sparse, x, cfg), mse + 0.3 * code.abs().sum(-1).mean(1)
+    )
     noise = torch.randn(2, 6, 4, generator=g)
     den = AESpec(**{**spec.to_dict(), "variant": "denoising"})
-    noisy = (model.decode(params, spec, model.encode(params, spec, x + 0.2 * noise)) - x)
-    torch.testing.assert_close(model.member_objective(params, den, x, cfg, noise=noise),
-                               noisy.pow(2).mean((1, 2)))
+    noisy = model.decode(params, spec, model.encode(params, spec, x + 0.2 * noise)) - x
+    torch.testing.assert_close(
+        model.member_objective(params, den, x, cfg, noise=noise), noisy.pow(2).mean((1, 2))
+    )
     vae = AESpec(**{**spec.to_dict(), "variant": "variational"})
     vparams = _params(vae, 2, dtype=torch.float32)
     eps = torch.randn(2, 6, 2, generator=g)
@@ -117,7 +130,8 @@ def test_member_objective_variants_match_hand_computation():
     mu, logvar = out[..., :2], out[..., 2:]
     z = mu + (0.5 * logvar).exp() * eps
     expect = (model.decode(vparams, vae, z) - x).pow(2).mean((1, 2)) + cfg.kl_weight * (
-        model.gaussian_kl(mu, logvar).mean(1))
+        model.gaussian_kl(mu, logvar).mean(1)
+    )
     torch.testing.assert_close(model.member_objective(vparams, vae, x, cfg, eps=eps), expect)
     # the variational code is the posterior mean
     torch.testing.assert_close(model.encode(vparams, vae, x), mu)
@@ -158,8 +172,9 @@ def test_species_module_matches_functional():
     for i in range(3):
         mod = model.SpeciesAE(spec, {k: v[i] for k, v in params.items()})
         torch.testing.assert_close(mod(x), batched[i], rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(mod.encode(x), model.encode(params, spec, x)[i],
-                                   rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            mod.encode(x), model.encode(params, spec, x)[i], rtol=1e-5, atol=1e-6
+        )
 
 
 def test_spec_validation_and_round_trip():

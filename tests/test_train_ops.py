@@ -15,8 +15,9 @@ def test_bmm_in_either_orientation_is_the_product(p, k, n):
     a = torch.randn(3, p, k, generator=g, dtype=torch.float64)
     b = torch.randn(3, k, n, generator=g, dtype=torch.float64)
     torch.testing.assert_close(ops.bmm(a, b), torch.bmm(a, b), rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(ops.bmm(a.mT.contiguous().mT, b), torch.bmm(a, b),
-                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        ops.bmm(a.mT.contiguous().mT, b), torch.bmm(a, b), rtol=1e-12, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("n_out", [2, 12])

@@ -23,8 +23,12 @@ def _lowbias32_np(x: np.ndarray) -> np.ndarray:
 
 def test_hash32_matches_uint32_reference():
     g = np.random.default_rng(0)
-    x = np.concatenate([g.integers(0, 2**32, size=10_000, dtype=np.uint64),
-                        np.array([0, 1, 2**31, 2**32 - 1], dtype=np.uint64)])
+    x = np.concatenate(
+        [
+            g.integers(0, 2**32, size=10_000, dtype=np.uint64),
+            np.array([0, 1, 2**31, 2**32 - 1], dtype=np.uint64),
+        ]
+    )
     got = streams.hash32(torch.from_numpy(x.astype(np.int64))).numpy()
     assert got.min() >= 0 and got.max() < 2**32
     np.testing.assert_array_equal(got.astype(np.uint32), _lowbias32_np(x))
@@ -35,9 +39,10 @@ def test_streams_are_position_free_and_step_dependent():
     alone = streams.member_keys(11, ["c"], [1])
     assert torch.equal(keys[2], alone[0])
     base = streams.step_base(keys, streams.STREAM_BATCH, 5)
-    assert torch.equal(streams.randint(base, (64,), 100)[2],
-                       streams.randint(streams.step_base(alone, streams.STREAM_BATCH, 5),
-                                       (64,), 100)[0])
+    assert torch.equal(
+        streams.randint(base, (64,), 100)[2],
+        streams.randint(streams.step_base(alone, streams.STREAM_BATCH, 5), (64,), 100)[0],
+    )
     other = streams.step_base(keys, streams.STREAM_BATCH, 6)
     assert not torch.equal(base, other)
     assert not torch.equal(base, streams.step_base(keys, streams.STREAM_NOISE, 5))
@@ -48,8 +53,9 @@ def test_randint_is_uniform():
     # 200 members x 5 steps x 1000 draws on [0, 50): chi-square goodness of fit, reject at
     # p < 1e-4 (a false failure once in 10,000 seeds; this seed is fixed).
     keys = streams.member_keys(3, [f"s{i}" for i in range(200)], [0] * 200)
-    draws = torch.cat([streams.randint(streams.step_base(keys, 1, t), (1000,), 50).flatten()
-                       for t in range(5)])
+    draws = torch.cat(
+        [streams.randint(streams.step_base(keys, 1, t), (1000,), 50).flatten() for t in range(5)]
+    )
     assert draws.min() >= 0 and draws.max() < 50
     counts = np.bincount(draws.numpy(), minlength=50)
     assert stats.chisquare(counts).pvalue > 1e-4

@@ -28,8 +28,15 @@ def circles(s: int, n: int = 48, d: int = 6, seed: int = 0) -> np.ndarray:
 
 
 def cfg(**kw) -> AutoencoderConfig:
-    base = dict(hidden=[12], latent=2, steps=40, batch_size=16, lr=3e-3, device="cpu",
-                validation_fraction=0.25)
+    base = dict(
+        hidden=[12],
+        latent=2,
+        steps=40,
+        batch_size=16,
+        lr=3e-3,
+        device="cpu",
+        validation_fraction=0.25,
+    )
     base.update(kw)
     return AutoencoderConfig(**base)
 
@@ -60,26 +67,34 @@ def _reference(x_all, config, seed, names, variant):
         key = streams.member_keys(seed, [name], [0])
         data = torch.from_numpy(x_all[i])
         for t in range(config.steps):
-            pos = streams.randint(streams.step_base(key, streams.STREAM_BATCH, t),
-                                  (config.batch_size,), table.shape[1])[0]
+            pos = streams.randint(
+                streams.step_base(key, streams.STREAM_BATCH, t),
+                (config.batch_size,),
+                table.shape[1],
+            )[0]
             x = data[torch.from_numpy(table[i])[pos]]
             if variant == "denoising":
-                rows = streams.randint(streams.step_base(key, streams.STREAM_NOISE, t),
-                                       (config.batch_size,), pool.shape[0])[0]
+                rows = streams.randint(
+                    streams.step_base(key, streams.STREAM_NOISE, t),
+                    (config.batch_size,),
+                    pool.shape[0],
+                )[0]
                 recon = ae(x + config.corruption * pool[rows])
                 loss = torch.mean((recon - x) ** 2)
             elif variant == "variational":
-                eps = streams.normal(streams.step_base(key, streams.STREAM_EPS, t),
-                                     (config.batch_size, spec.latent))[0]
+                eps = streams.normal(
+                    streams.step_base(key, streams.STREAM_EPS, t), (config.batch_size, spec.latent)
+                )[0]
                 h = ae.encoder(x)
-                mu, logvar = h[:, :spec.latent], h[:, spec.latent:]
+                mu, logvar = h[:, : spec.latent], h[:, spec.latent :]
                 recon = ae.decoder(mu + torch.exp(0.5 * logvar) * eps)
                 kl = -0.5 * torch.sum(1 + logvar - mu**2 - logvar.exp(), dim=1)
                 loss = torch.mean((recon - x) ** 2) + config.kl_weight * kl.mean()
             elif variant == "sparse":
                 z = ae.encode(x)
                 loss = torch.mean((ae.decode(z) - x) ** 2) + config.sparsity_weight * (
-                    z.abs().sum(1).mean())
+                    z.abs().sum(1).mean()
+                )
             else:
                 loss = torch.mean((ae(x) - x) ** 2)
             opt.zero_grad()
@@ -89,12 +104,15 @@ def _reference(x_all, config, seed, names, variant):
     return out
 
 
-@pytest.mark.parametrize("variant,extra", [
-    ("plain", {"weight_decay": 1e-2, "init": "independent"}),
-    ("denoising", {"corruption": 0.3}),
-    ("variational", {"kl_weight": 0.05}),
-    ("sparse", {"sparsity_weight": 0.01, "activation": "tanh"}),
-])
+@pytest.mark.parametrize(
+    "variant,extra",
+    [
+        ("plain", {"weight_decay": 1e-2, "init": "independent"}),
+        ("denoising", {"corruption": 0.3}),
+        ("variational", {"kl_weight": 0.05}),
+        ("sparse", {"sparsity_weight": 0.01, "activation": "tanh"}),
+    ],
+)
 def test_batched_equals_independent_training(variant, extra):
     x = circles(3)
     config = cfg(variant=variant, **extra)
@@ -111,13 +129,11 @@ def test_batched_equals_independent_training(variant, extra):
 # ------------------------------------------------------------------ every variant learns
 
 
-@pytest.mark.parametrize("variant", ["plain", "denoising", "sparse", "contractive",
-                                     "variational"])
+@pytest.mark.parametrize("variant", ["plain", "denoising", "sparse", "contractive", "variational"])
 def test_every_variant_lowers_its_loss(variant):
     x = circles(4, n=64)
     extra = {"sparsity": "kl", "sparsity_weight": 1e-2} if variant == "sparse" else {}
-    bank = train_autoencoders(x, cfg(variant=variant, steps=200, **extra), seed=1,
-                              progress=False)
+    bank = train_autoencoders(x, cfg(variant=variant, steps=200, **extra), seed=1, progress=False)
     curve = bank.losses["curve"]
     assert curve.shape == (4, 50)
     # the objective ends below a third of where it started, for every species
@@ -136,11 +152,17 @@ def test_species_ae_same_among_4_or_64_and_any_chunking():
     config = cfg(steps=12, replicates=2, init="independent")
     big = train_autoencoders(x, config, names, seed=9, progress=False)
     pick = [3, 17, 40, 63]
-    small = train_autoencoders(x[pick], config.model_copy(update={"chunk_size": 3}),
-                               [names[i] for i in pick], seed=9, progress=False)
+    small = train_autoencoders(
+        x[pick],
+        config.model_copy(update={"chunk_size": 3}),
+        [names[i] for i in pick],
+        seed=9,
+        progress=False,
+    )
     assert_banks_equal(small, big.subset([names[i] for i in pick]))
-    chunked = train_autoencoders(x, config.model_copy(update={"chunk_size": 5}), names,
-                                 seed=9, progress=False)
+    chunked = train_autoencoders(
+        x, config.model_copy(update={"chunk_size": 5}), names, seed=9, progress=False
+    )
     assert_banks_equal(chunked, big)
     # replicates differ from each other (own init, own bootstrap sample and batches)
     assert not torch.equal(big.params["encoder.0.weight"][0], big.params["encoder.0.weight"][1])
@@ -197,16 +219,24 @@ def test_member_diverging_mid_run_is_frozen_at_its_last_state():
     spec = trainer.AESpec.from_config(config, x.shape[2])
     names = ["a", "b", "c"]
     _, _, table = member_splits(0, names, 1, x.shape[1], config.validation_fraction)
+
     def make():
         return trainer.BatchedTrainer(
-            spec, config, x, torch.arange(3), streams.member_keys(0, names, [0] * 3),
-            torch.from_numpy(table), model.init_params(spec, 0, names, [0] * 3))
+            spec,
+            config,
+            x,
+            torch.arange(3),
+            streams.member_keys(0, names, [0] * 3),
+            torch.from_numpy(table),
+            model.init_params(spec, 0, names, [0] * 3),
+        )
+
     run, clean = make(), make()
     for _ in range(5):
         run.step()
         clean.step()
     frozen = {k: v[1].clone() for k, v in run.params_cpu().items()}
-    run.flat[x.shape[1]:2 * x.shape[1]] = float("nan")  # species b's data turns to NaN
+    run.flat[x.shape[1] : 2 * x.shape[1]] = float("nan")  # species b's data turns to NaN
     for _ in range(5):
         run.step()
         clean.step()
@@ -226,17 +256,26 @@ class _Kill(Exception):
     pass
 
 
-@pytest.mark.parametrize("variant,compiled", [
-    ("plain", False),
-    ("variational", False),
-    pytest.param("plain", True, marks=pytest.mark.skipif(
-        shutil.which("c++") is None and shutil.which("g++") is None,
-        reason="torch.compile on the CPU needs a C++ compiler")),
-])
+@pytest.mark.parametrize(
+    "variant,compiled",
+    [
+        ("plain", False),
+        ("variational", False),
+        pytest.param(
+            "plain",
+            True,
+            marks=pytest.mark.skipif(
+                shutil.which("c++") is None and shutil.which("g++") is None,
+                reason="torch.compile on the CPU needs a C++ compiler",
+            ),
+        ),
+    ],
+)
 def test_kill_and_resume_is_bit_identical(tmp_path, monkeypatch, variant, compiled):
     x = circles(5)
-    config = cfg(variant=variant, steps=30, checkpoint_every=4, chunk_size=2, replicates=2,
-                 compile=compiled)
+    config = cfg(
+        variant=variant, steps=30, checkpoint_every=4, chunk_size=2, replicates=2, compile=compiled
+    )
     whole = train_autoencoders(x, config, seed=4, progress=False)
     total = 3 * config.steps  # three chunks of species
     kill_at = int(np.random.default_rng(2024).integers(1, total))  # a random step overall
@@ -266,15 +305,18 @@ def test_kill_twice_and_stale_checkpoints_ignored(tmp_path, monkeypatch):
     config = cfg(steps=25, checkpoint_every=3)
     whole = train_autoencoders(x, config, seed=6, progress=False)
     for kill_at in (11, 19):
+
         def hook(chunk, step, kill_at=kill_at):
             if step == kill_at:
                 raise _Kill
+
         monkeypatch.setattr(trainer, "_after_step_hook", hook)
         with pytest.raises(_Kill):
             train_autoencoders(x, config, seed=6, checkpoint_dir=tmp_path, progress=False)
     monkeypatch.setattr(trainer, "_after_step_hook", None)
     assert_banks_equal(
-        train_autoencoders(x, config, seed=6, checkpoint_dir=tmp_path, progress=False), whole)
+        train_autoencoders(x, config, seed=6, checkpoint_dir=tmp_path, progress=False), whole
+    )
     # a different seed must not pick up these checkpoints
     other = train_autoencoders(x, config, seed=7, checkpoint_dir=tmp_path, progress=False)
     assert_banks_equal(other, train_autoencoders(x, config, seed=7, progress=False))
@@ -283,8 +325,9 @@ def test_kill_twice_and_stale_checkpoints_ignored(tmp_path, monkeypatch):
 def test_out_of_memory_halves_the_chunk(monkeypatch, caplog):
     x = circles(6)
     config = cfg(steps=8, chunk_size=6)
-    whole = train_autoencoders(x, config.model_copy(update={"chunk_size": 1}), seed=1,
-                               progress=False)
+    whole = train_autoencoders(
+        x, config.model_copy(update={"chunk_size": 1}), seed=1, progress=False
+    )
     real = trainer._train_chunk
     sizes = []
 
@@ -307,13 +350,15 @@ def test_out_of_memory_halves_the_chunk(monkeypatch, caplog):
 
 def test_accepts_a_simulation_by_duck_typing():
     x = circles(3)
-    sim = types.SimpleNamespace(instances=x, species=["p", "q", "r"],
-                                scenario=types.SimpleNamespace(seed=12))
+    sim = types.SimpleNamespace(
+        instances=x, species=["p", "q", "r"], scenario=types.SimpleNamespace(seed=12)
+    )
     config = cfg(steps=5)
     bank = train_autoencoders(sim, config, progress=False)
     assert bank.species == ["p", "q", "r"]
-    assert_banks_equal(bank, train_autoencoders(x, config, ["p", "q", "r"], seed=12,
-                                                progress=False))
+    assert_banks_equal(
+        bank, train_autoencoders(x, config, ["p", "q", "r"], seed=12, progress=False)
+    )
     sub = train_autoencoders(sim, config, species=["r", "p"], progress=False)
     assert sub.species == ["r", "p"]
     assert_banks_equal(sub, bank.subset(["r", "p"]))
@@ -328,8 +373,9 @@ def test_bad_inputs_are_named():
         train_autoencoders(x, cfg(), ["a"], progress=False)
     with pytest.raises(ValueError, match="unique"):
         train_autoencoders(x, cfg(), ["a", "a"], progress=False)
-    sim = types.SimpleNamespace(instances=x, species=["a", "b"],
-                                scenario=types.SimpleNamespace(seed=1))
+    sim = types.SimpleNamespace(
+        instances=x, species=["a", "b"], scenario=types.SimpleNamespace(seed=1)
+    )
     with pytest.raises(ValueError, match="not in the simulation"):
         train_autoencoders(sim, cfg(), species=["z"], progress=False)
     if not torch.cuda.is_available():
@@ -390,6 +436,7 @@ def test_failed_compile_falls_back_to_the_eager_step(monkeypatch, caplog):
     def broken(fn, **kwargs):
         def call(*args, **kwargs):
             raise RuntimeError("no C++ compiler found")
+
         return call
 
     monkeypatch.setattr(torch, "compile", broken)
@@ -400,14 +447,17 @@ def test_failed_compile_falls_back_to_the_eager_step(monkeypatch, caplog):
     assert_banks_equal(bank, train_autoencoders(x, cfg(steps=10), seed=4, progress=False))
 
 
-@pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None,
-                    reason="torch.compile on the CPU needs a C++ compiler")
+@pytest.mark.skipif(
+    shutil.which("c++") is None and shutil.which("g++") is None,
+    reason="torch.compile on the CPU needs a C++ compiler",
+)
 @pytest.mark.parametrize("variant", ["plain", "contractive"])
 def test_compiled_step_matches_the_eager_step(variant, caplog):
     x = circles(3)
     with caplog.at_level(logging.WARNING, logger="evosim.train.trainer"):
-        fast = train_autoencoders(x, cfg(steps=30, compile=True, variant=variant), seed=6,
-                                  progress=False)
+        fast = train_autoencoders(
+            x, cfg(steps=30, compile=True, variant=variant), seed=6, progress=False
+        )
     assert "eagerly" not in caplog.text  # it really compiled
     assert fast.info["compiled"] is True
     slow = train_autoencoders(x, cfg(steps=30, variant=variant), seed=6, progress=False)
@@ -421,11 +471,13 @@ def test_minibatch_rows_drawn_in_blocks_equal_the_per_step_draw(monkeypatch):
     spec = trainer.AESpec.from_config(config, 6)
     names = ["a", "b", "c"]
     keys = streams.member_keys(3, names, [0] * 3)
-    table = torch.stack([torch.randperm(40, generator=torch.Generator().manual_seed(i))[:30]
-                         for i in range(3)])
+    table = torch.stack(
+        [torch.randperm(40, generator=torch.Generator().manual_seed(i))[:30] for i in range(3)]
+    )
     monkeypatch.setattr(trainer, "ROW_BLOCK_STEPS", 7)
-    tr = trainer.BatchedTrainer(spec, config, x, torch.arange(3), keys, table,
-                                model.init_params(spec, 0, names, [0] * 3))
+    tr = trainer.BatchedTrainer(
+        spec, config, x, torch.arange(3), keys, table, model.init_params(spec, 0, names, [0] * 3)
+    )
     for t in [0, 1, 6, 7, 8, 20, 3, 100]:  # inside, across and back before a block
         pos = streams.randint(streams.step_base(keys, streams.STREAM_BATCH, t), (5,), 30)
         expected = table.gather(1, pos) + torch.arange(3).unsqueeze(1) * 40
@@ -441,8 +493,12 @@ def test_cpu_chunks_are_capped_to_stay_in_cache(monkeypatch):
     x = circles(7)
     per_member = 4 * config.batch_size * (6 + 12 + 2 + 12 + 6)
     monkeypatch.setattr(trainer, "CPU_STEP_BYTES", 3 * per_member)
-    assert trainer._auto_chunk(trainer.AESpec.from_config(config, 6), config, 48,
-                               torch.device("cpu")) == 3
+    assert (
+        trainer._auto_chunk(trainer.AESpec.from_config(config, 6), config, 48, torch.device("cpu"))
+        == 3
+    )
     capped = train_autoencoders(x, config, seed=2, progress=False)
-    assert_banks_equal(capped, train_autoencoders(x, config.model_copy(update={"chunk_size": 7}),
-                                                  seed=2, progress=False))
+    assert_banks_equal(
+        capped,
+        train_autoencoders(x, config.model_copy(update={"chunk_size": 7}), seed=2, progress=False),
+    )

@@ -113,8 +113,7 @@ class Report:
         rows = [head, rule]
         for name, m in [("mae", self.metrics), *self.baselines.items()]:
             cells = " | ".join(
-                _fmt(m.get(k)) if k != "rf" or m.get(k) is None else f"{m[k]:.4g}"
-                for k in METRICS
+                _fmt(m.get(k)) if k != "rf" or m.get(k) is None else f"{m[k]:.4g}" for k in METRICS
             )
             label = _LABELS.get(name, name)
             rows.append(f"| {'**' + label + '**' if name == 'mae' else label} | {cells} |")

@@ -27,10 +27,12 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from evosim.errors import EvosimError
+
 __all__ = ["NewickError", "ParsedNewick", "parse_newick", "format_label", "format_length"]
 
 
-class NewickError(ValueError):
+class NewickError(EvosimError, ValueError):
     """A Newick string is malformed. ``position`` is the 0-based character offset."""
 
     def __init__(self, message: str, position: int, text: str | None = None) -> None:

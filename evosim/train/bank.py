@@ -13,7 +13,7 @@ from evosim import runio
 from evosim.train import model as _model
 from evosim.train.spec import AESpec
 
-__all__ = ["AEBank"]
+__all__ = ["AEBank", "plain_data"]
 
 _FORMAT = "evosim.aebank"
 _VERSION = 1
@@ -86,16 +86,22 @@ class AEBank:
         for k, v in params.items():
             v = torch.as_tensor(v).detach().to("cpu", torch.float32)
             if tuple(v.shape) != (m, *shapes[k]):
-                raise ValueError(f"params[{k!r}] must have shape {(m, *shapes[k])}, got "
-                                 f"{tuple(v.shape)}")
+                raise ValueError(
+                    f"params[{k!r}] must have shape {(m, *shapes[k])}, got {tuple(v.shape)}"
+                )
             self.params[k] = v.contiguous()
         nan = np.full(m, np.nan)
-        self.losses = losses if losses is not None else {
-            "train": nan.copy(), "val": nan.copy(), "curve": np.full((m, 0), np.nan)}
-        self.diverged = (np.zeros(m, dtype=bool) if diverged is None
-                         else np.asarray(diverged, dtype=bool))
-        self.reference_inputs = (None if reference_inputs is None
-                                 else np.asarray(reference_inputs, dtype=np.float32))
+        self.losses = (
+            losses
+            if losses is not None
+            else {"train": nan.copy(), "val": nan.copy(), "curve": np.full((m, 0), np.nan)}
+        )
+        self.diverged = (
+            np.zeros(m, dtype=bool) if diverged is None else np.asarray(diverged, dtype=bool)
+        )
+        self.reference_inputs = (
+            None if reference_inputs is None else np.asarray(reference_inputs, dtype=np.float32)
+        )
         self.info = dict(info or {})
         self._device_params: dict[str, dict[str, torch.Tensor]] = {}
 
@@ -153,8 +159,9 @@ class AEBank:
                 out.append(i)
         return out, False
 
-    def _params_on(self, device: torch.device, members: list[int] | None = None
-                   ) -> dict[str, torch.Tensor]:
+    def _params_on(
+        self, device: torch.device, members: list[int] | None = None
+    ) -> dict[str, torch.Tensor]:
         key = str(device)
         if key not in self._device_params:
             self._device_params[key] = {k: v.to(device) for k, v in self.params.items()}
@@ -245,11 +252,14 @@ class AEBank:
                 if not species or species[-1] != ms[i]:
                     species.append(ms[i])
             reps = len(idx) // max(len(species), 1)
-            if len(set(species)) != len(species) or reps * len(species) != len(idx) or any(
-                ms[i] != species[j // reps] for j, i in enumerate(idx)
+            if (
+                len(set(species)) != len(species)
+                or reps * len(species) != len(idx)
+                or any(ms[i] != species[j // reps] for j, i in enumerate(idx))
             ):
-                raise ValueError("members must form equal-sized groups of one species each, "
-                                 "species-major")
+                raise ValueError(
+                    "members must form equal-sized groups of one species each, species-major"
+                )
         t = torch.as_tensor(idx, dtype=torch.long)
         return AEBank(
             self.spec,
@@ -264,33 +274,55 @@ class AEBank:
 
     # ------------------------------------------------------------------ files
 
-    def save(self, path: str | Path) -> Path:
-        """Write ``aes.pt`` atomically: spec, parameters and results as plain tensors/data.
+    # ------------------------------------------------------------------ groups
 
-        Loadable on a CPU-only machine with ``torch.load(path, weights_only=True)``.
-        """
-        payload = {
+    @property
+    def is_mixed(self) -> bool:
+        """False: every member shares one architecture (see :class:`~evosim.train.AEBankSet`)."""
+        return False
+
+    @property
+    def groups(self) -> list[AEBank]:
+        """The single-architecture banks this bank is made of: ``[self]``."""
+        return [self]
+
+    @property
+    def group_of(self) -> np.ndarray:
+        """``[S]`` index into :attr:`groups` of each species' architecture (all 0)."""
+        return np.zeros(len(self.species), dtype=np.int64)
+
+    def group_members(self, group: int) -> np.ndarray:
+        """Member indices (in this bank) of group ``group``'s members, in the group's order."""
+        if group != 0:
+            raise ValueError(f"group must be 0 for a single-architecture bank, got {group}")
+        return np.arange(self.n_members)
+
+    # ------------------------------------------------------------------ files
+
+    def payload(self) -> dict[str, Any]:
+        """Plain tensors and data (what :meth:`save` writes; safe for ``weights_only``)."""
+        return {
             "format": _FORMAT,
             "version": _VERSION,
             "spec": self.spec.to_dict(),
             "params": {k: v.contiguous() for k, v in self.params.items()},
             "species": list(self.species),
             "replicates": self.replicates,
-            "losses": {k: torch.as_tensor(np.asarray(v, dtype=np.float64))
-                       for k, v in self.losses.items()},
+            "losses": {
+                k: torch.as_tensor(np.asarray(v, dtype=np.float64)) for k, v in self.losses.items()
+            },
             "diverged": torch.as_tensor(self.diverged, dtype=torch.bool),
-            "reference_inputs": None if self.reference_inputs is None
+            "reference_inputs": None
+            if self.reference_inputs is None
             else torch.as_tensor(self.reference_inputs),
-            "info": _plain(self.info),
+            "info": plain_data(self.info),
         }
-        return runio.torch_save(path, payload)
 
     @classmethod
-    def load(cls, path: str | Path) -> AEBank:
-        """Read a bank written by :meth:`save` (onto the CPU, whatever device wrote it)."""
-        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    def from_payload(cls, payload: Any, source: str = "payload") -> AEBank:
+        """Inverse of :meth:`payload`; ``source`` names the file in the error raised."""
         if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-            raise ValueError(f"{path} is not an evosim AE bank")
+            raise ValueError(f"{source} is not an evosim AE bank")
         ref = payload.get("reference_inputs")
         return cls(
             AESpec.from_dict(payload["spec"]),
@@ -303,19 +335,37 @@ class AEBank:
             info=payload.get("info", {}),
         )
 
+    def save(self, path: str | Path, *, provenance: dict[str, Any] | None = None) -> Path:
+        """Write ``aes.pt`` atomically: spec, parameters and results as plain tensors/data.
+
+        Loadable on a CPU-only machine with ``torch.load(path, weights_only=True)``.
+        ``provenance`` (plain data) is stored beside the bank.
+        """
+        payload = self.payload()
+        payload["provenance"] = plain_data(provenance)
+        return runio.torch_save(path, payload)
+
+    @classmethod
+    def load(cls, path: str | Path) -> AEBank:
+        """Read a bank written by :meth:`save` (onto the CPU, whatever device wrote it)."""
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+        return cls.from_payload(payload, str(path))
+
     def __repr__(self) -> str:
         s = self.spec
         arch = "-".join(str(w) for w in [s.input_dim, *s.hidden, s.latent])
-        return (f"AEBank({len(self.species)} species x {self.replicates} replicates, "
-                f"{s.variant} {arch} {s.activation}, {int(self.diverged.sum())} diverged)")
+        return (
+            f"AEBank({len(self.species)} species x {self.replicates} replicates, "
+            f"{s.variant} {arch} {s.activation}, {int(self.diverged.sum())} diverged)"
+        )
 
 
-def _plain(x: Any) -> Any:
+def plain_data(x: Any) -> Any:
     """Provenance as JSON-like data (safe for ``weights_only`` loading)."""
     if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
+        return {str(k): plain_data(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
+        return [plain_data(v) for v in x]
     if isinstance(x, (np.integer,)):
         return int(x)
     if isinstance(x, (np.floating,)):

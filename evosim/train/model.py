@@ -87,8 +87,13 @@ def _linear(params: Params, key: str, h: torch.Tensor) -> torch.Tensor:
     return _ops.batched_linear(h, w.to(h.dtype), b.to(h.dtype))
 
 
-def _mlp(params: Params, part: str, act: Callable, h: torch.Tensor,
-         pres: list[torch.Tensor] | None = None) -> torch.Tensor:
+def _mlp(
+    params: Params,
+    part: str,
+    act: Callable,
+    h: torch.Tensor,
+    pres: list[torch.Tensor] | None = None,
+) -> torch.Tensor:
     n = _n_layers(params, part)
     for i in range(n):
         h = _linear(params, f"{part}.{i}", h)
@@ -118,8 +123,9 @@ def reconstruct(params: Params, spec: AESpec, x: torch.Tensor) -> torch.Tensor:
     return decode(params, spec, encode(params, spec, x))
 
 
-def contractive_penalty(params: Params, spec: AESpec, pres: Sequence[torch.Tensor],
-                        batch_size: int) -> torch.Tensor:
+def contractive_penalty(
+    params: Params, spec: AESpec, pres: Sequence[torch.Tensor], batch_size: int
+) -> torch.Tensor:
     """Squared Frobenius norm of the encoder Jacobian ``dz/dx`` per sample, ``[M, B]``.
 
     Exact, by the chain rule through the layers from the code back to the input
@@ -236,8 +242,11 @@ def _uniform_layer(gen: np.random.Generator, fan_in: int, shape: tuple[int, ...]
 def _draw(spec: AESpec, gen: np.random.Generator) -> dict[str, np.ndarray]:
     out = {}
     for key, shape in spec.param_shapes().items():
-        fan_in = shape[0] if key.endswith("weight") else spec.param_shapes()[
-            key[: -len("bias")] + "weight"][0]
+        fan_in = (
+            shape[0]
+            if key.endswith("weight")
+            else spec.param_shapes()[key[: -len("bias")] + "weight"][0]
+        )
         out[key] = _uniform_layer(gen, fan_in, shape)
     return out
 
@@ -269,9 +278,7 @@ def init_params(
         if key not in cache:
             cache[key] = _draw(spec, rng(seed, *key))
         per_member.append(cache[key])
-    return {
-        k: torch.from_numpy(np.stack([p[k] for p in per_member])) for k in spec.param_shapes()
-    }
+    return {k: torch.from_numpy(np.stack([p[k] for p in per_member])) for k in spec.param_shapes()}
 
 
 class SpeciesAE(nn.Module):

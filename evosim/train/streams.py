@@ -91,8 +91,9 @@ def randint(base: torch.Tensor, shape: Sequence[int], high: int) -> torch.Tensor
     return (uniform_bits(base, shape) * high) >> 32
 
 
-def normal(base: torch.Tensor, shape: Sequence[int], dtype: torch.dtype = torch.float32
-           ) -> torch.Tensor:
+def normal(
+    base: torch.Tensor, shape: Sequence[int], dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """``[M, *shape]`` standard normal draws (Box-Muller on two 24-bit uniforms)."""
     shape = tuple(shape)
     bits = uniform_bits(base, (*shape, 2))

@@ -69,8 +69,9 @@ _after_step_hook: Callable[[tuple[int, int], int], None] | None = None
 # ---------------------------------------------------------------------------- data
 
 
-def _resolve_data(data: Any, species: Sequence[str] | None, seed: int | None
-                  ) -> tuple[np.ndarray, list[str], int]:
+def _resolve_data(
+    data: Any, species: Sequence[str] | None, seed: int | None
+) -> tuple[np.ndarray, list[str], int]:
     if hasattr(data, "instances"):  # a Simulation (duck-typed)
         instances = np.asarray(data.instances, dtype=np.float32)
         names = [str(s) for s in data.species]
@@ -86,10 +87,14 @@ def _resolve_data(data: Any, species: Sequence[str] | None, seed: int | None
     else:
         instances = np.asarray(data, dtype=np.float32)
         if instances.ndim != 3:
-            raise ValueError(f"data must be a Simulation or an array [S, N, D], got shape "
-                             f"{instances.shape}")
-        names = ([f"s{i + 1}" for i in range(instances.shape[0])] if species is None
-                 else [str(s) for s in species])
+            raise ValueError(
+                f"data must be a Simulation or an array [S, N, D], got shape {instances.shape}"
+            )
+        names = (
+            [f"s{i + 1}" for i in range(instances.shape[0])]
+            if species is None
+            else [str(s) for s in species]
+        )
         if seed is None:
             seed = 0
     if instances.ndim != 3:
@@ -103,13 +108,17 @@ def _resolve_data(data: Any, species: Sequence[str] | None, seed: int | None
         raise ValueError("species names must be unique")
     bad = ~np.isfinite(instances).reshape(s, -1).all(1)
     if bad.any():
-        log.warning("non-finite instances for %d species (e.g. %s); their AEs will diverge",
-                    int(bad.sum()), [names[i] for i in np.flatnonzero(bad)[:5]])
+        log.warning(
+            "non-finite instances for %d species (e.g. %s); their AEs will diverge",
+            int(bad.sum()),
+            [names[i] for i in np.flatnonzero(bad)[:5]],
+        )
     return np.ascontiguousarray(instances), names, int(seed)
 
 
-def member_splits(seed: int, species: Sequence[str], replicates: int, n: int,
-                  validation_fraction: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def member_splits(
+    seed: int, species: Sequence[str], replicates: int, n: int, validation_fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each member's training instances, validation instances and sampling table.
 
     Member ``(species, r)`` permutes its species' N instances with
@@ -152,8 +161,7 @@ def noise_pool(seed: int, dim: int) -> torch.Tensor:
     member reuses a row about 4 times, each time on a random instance.
     """
     q = int(min(65536, max(4096, (1 << 23) // dim)))
-    return torch.from_numpy(rng(seed, "ae-noise-pool").standard_normal((q, dim),
-                                                                      dtype=np.float32))
+    return torch.from_numpy(rng(seed, "ae-noise-pool").standard_normal((q, dim), dtype=np.float32))
 
 
 def estimate_member_bytes(spec: AESpec, config: Any, n: int, replicates: int = 1) -> int:
@@ -288,8 +296,10 @@ class BatchedTrainer:
         self.block = block.tolist()
         self.block_len = np.bincount(block, minlength=self.points)
         self.block_end = np.array([np.flatnonzero(block == k).max() for k in range(self.points)])
-        ps = [p.detach().to(self.device, torch.float32).clone().requires_grad_(True)
-              for p in params.values()]
+        ps = [
+            p.detach().to(self.device, torch.float32).clone().requires_grad_(True)
+            for p in params.values()
+        ]
         self.state = _State(
             params=ps,
             exp_avg=[torch.zeros_like(p) for p in ps],
@@ -299,11 +309,22 @@ class BatchedTrainer:
             curve_sum=torch.zeros(self.m, self.points, dtype=torch.float64, device=self.device),
         )
         # the loss weights as plain floats (a pydantic model is awkward to trace)
-        self.weights = types.SimpleNamespace(**{k: getattr(config, k) for k in (
-            "corruption", "sparsity", "sparsity_weight", "sparsity_target",
-            "contractive_weight", "kl_weight")})
-        self.compute_dtype = (torch.bfloat16 if precision == "bf16" and self.device.type != "cuda"
-                              else None)
+        self.weights = types.SimpleNamespace(
+            **{
+                k: getattr(config, k)
+                for k in (
+                    "corruption",
+                    "sparsity",
+                    "sparsity_weight",
+                    "sparsity_target",
+                    "contractive_weight",
+                    "kl_weight",
+                )
+            }
+        )
+        self.compute_dtype = (
+            torch.bfloat16 if precision == "bf16" and self.device.type != "cuda" else None
+        )
         self._compile_tried = not compile
         self._set_compiled(compile)
 
@@ -336,8 +357,9 @@ class BatchedTrainer:
             batch = self.config.batch_size
             k = max(1, min(ROW_BLOCK_STEPS, ROW_BLOCK_ELEMS // (self.m * batch)))
             steps = torch.arange(step, step + k, device=self.device).unsqueeze(1)
-            base = streams.step_base(self.keys.repeat(k, 1), streams.STREAM_BATCH,
-                                     steps.expand(k, self.m).reshape(-1))
+            base = streams.step_base(
+                self.keys.repeat(k, 1), streams.STREAM_BATCH, steps.expand(k, self.m).reshape(-1)
+            )
             pos = streams.randint(base, (batch,), self.table.shape[1]).reshape(k, self.m, batch)
             rows = self.table.unsqueeze(0).expand(k, -1, -1).gather(2, pos) + self.offset
             start = step
@@ -358,8 +380,11 @@ class BatchedTrainer:
         try:
             return self._step()
         except Exception as exc:  # the compiler's errors have no common base class
-            log.warning("torch.compile failed (%s: %s); training eagerly instead",
-                        type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "")
+            log.warning(
+                "torch.compile failed (%s: %s); training eagerly instead",
+                type(exc).__name__,
+                str(exc).splitlines()[0][:200] if str(exc) else "",
+            )
             self.load_state_dict(before)
             self._set_compiled(False)
             return self._step()
@@ -370,16 +395,27 @@ class BatchedTrainer:
         x = self.minibatch(t)
         noise = eps = None
         if spec.variant == "denoising":
-            rows = streams.randint(streams.step_base(self.keys, streams.STREAM_NOISE, t),
-                                   (x.shape[1],), self.noise_pool.shape[0])
+            rows = streams.randint(
+                streams.step_base(self.keys, streams.STREAM_NOISE, t),
+                (x.shape[1],),
+                self.noise_pool.shape[0],
+            )
             noise = self.noise_pool[rows]
         elif spec.variant == "variational":
-            eps = streams.normal(streams.step_base(self.keys, streams.STREAM_EPS, t),
-                                 (x.shape[1], spec.latent))
+            eps = streams.normal(
+                streams.step_base(self.keys, streams.STREAM_EPS, t), (x.shape[1], spec.latent)
+            )
         params = dict(zip(self.names, st.params))
         with self._autocast():
-            loss = self._objective(params, spec, x, self.weights, noise=noise, eps=eps,
-                                   compute_dtype=self.compute_dtype)
+            loss = self._objective(
+                params,
+                spec,
+                x,
+                self.weights,
+                noise=noise,
+                eps=eps,
+                compute_dtype=self.compute_dtype,
+            )
         loss = loss.float()
         alive = st.alive & torch.isfinite(loss)
         total = torch.where(alive, loss, torch.zeros_like(loss)).sum()
@@ -391,11 +427,20 @@ class BatchedTrainer:
             step_size = torch.full((), step_size, device=self.device)
             bc2_sqrt = torch.full((), bc2_sqrt, device=self.device)
         with torch.no_grad():
-            alive = self._adam(st.params, list(grads), st.exp_avg, st.exp_avg_sq, alive,
-                               step_size, bc2_sqrt, cfg.weight_decay)
+            alive = self._adam(
+                st.params,
+                list(grads),
+                st.exp_avg,
+                st.exp_avg_sq,
+                alive,
+                step_size,
+                bc2_sqrt,
+                cfg.weight_decay,
+            )
             newly_dead = st.alive & ~alive
-            st.death_step = torch.where(newly_dead, torch.full_like(st.death_step, t),
-                                        st.death_step)
+            st.death_step = torch.where(
+                newly_dead, torch.full_like(st.death_step, t), st.death_step
+            )
             st.alive = alive
             k = self.block[t]
             st.curve_sum[:, k] += torch.where(alive, loss, torch.zeros_like(loss)).double()
@@ -418,7 +463,7 @@ class BatchedTrainer:
         per = max(1, max_elems // max(1, self.m * (self.spec.input_dim + sum(self.spec.hidden))))
         total = torch.zeros(self.m, dtype=torch.float64, device=self.device)
         for a in range(0, n, per):
-            idx = index[:, a:a + per] + self.offset
+            idx = index[:, a : a + per] + self.offset
             x = self.flat.index_select(0, idx.reshape(-1)).reshape(*idx.shape, -1)
             with self._autocast():
                 r = _model.reconstruct(params, self.spec, x)
@@ -441,16 +486,25 @@ class BatchedTrainer:
         """Everything needed to continue exactly (per-step randomness has no state)."""
         st = self.state
         cpu = lambda ts: [t.detach().to("cpu").clone() for t in ts]  # noqa: E731
-        return {"step": st.step, "params": cpu(st.params), "exp_avg": cpu(st.exp_avg),
-                "exp_avg_sq": cpu(st.exp_avg_sq), "alive": st.alive.cpu(),
-                "death_step": st.death_step.cpu(), "curve_sum": st.curve_sum.cpu()}
+        return {
+            "step": st.step,
+            "params": cpu(st.params),
+            "exp_avg": cpu(st.exp_avg),
+            "exp_avg_sq": cpu(st.exp_avg_sq),
+            "alive": st.alive.cpu(),
+            "death_step": st.death_step.cpu(),
+            "curve_sum": st.curve_sum.cpu(),
+        }
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`."""
         st = self.state
         with torch.no_grad():
-            for dst, key in ((st.params, "params"), (st.exp_avg, "exp_avg"),
-                             (st.exp_avg_sq, "exp_avg_sq")):
+            for dst, key in (
+                (st.params, "params"),
+                (st.exp_avg, "exp_avg"),
+                (st.exp_avg_sq, "exp_avg_sq"),
+            ):
                 for a, b in zip(dst, sd[key]):
                     a.copy_(b)
         st.alive = sd["alive"].to(self.device)
@@ -459,10 +513,16 @@ class BatchedTrainer:
         st.step = int(sd["step"])
 
 
-def _adam_update(params: list[torch.Tensor], grads: list[torch.Tensor],
-                 exp_avg: list[torch.Tensor], exp_avg_sq: list[torch.Tensor],
-                 alive: torch.Tensor, step_size: float | torch.Tensor,
-                 bc2_sqrt: float | torch.Tensor, weight_decay: float) -> torch.Tensor:
+def _adam_update(
+    params: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    exp_avg: list[torch.Tensor],
+    exp_avg_sq: list[torch.Tensor],
+    alive: torch.Tensor,
+    step_size: float | torch.Tensor,
+    bc2_sqrt: float | torch.Tensor,
+    weight_decay: float,
+) -> torch.Tensor:
     """torch.optim.Adam's update (L2 weight decay), applied only to live members.
 
     A member with a non-finite gradient dies here. A dead member's gradient is replaced
@@ -551,8 +611,12 @@ def _fingerprint(instances: np.ndarray, names: list[str], seed: int, config: Any
     for k in ("device", "chunk_size", "checkpoint_every"):  # these do not change the result
         cfg.pop(k, None)
     h = hashlib.blake2b(digest_size=16)
-    h.update(json.dumps({"cfg": cfg, "seed": seed, "species": names,
-                         "shape": list(instances.shape)}, sort_keys=True).encode())
+    h.update(
+        json.dumps(
+            {"cfg": cfg, "seed": seed, "species": names, "shape": list(instances.shape)},
+            sort_keys=True,
+        ).encode()
+    )
     h.update(memoryview(np.ascontiguousarray(instances)).cast("B"))  # no copy
     return h.hexdigest()
 
@@ -679,13 +743,27 @@ def train_autoencoders(
         size = config.chunk_size or _auto_chunk(spec, config, n, device)
         chunks = [(a, min(a + size, s_count)) for a in range(0, s_count, size)]
         ckpt.save_plan(chunks)
-    log.info("training %d AEs (%s %s) on %s, %s%s, in %d chunk(s)", m_total, spec.variant,
-             [d, *spec.hidden, spec.latent], device, precision,
-             ", compiled" if compile_step else "", len(chunks))
+    log.info(
+        "training %d AEs (%s %s) on %s, %s%s, in %d chunk(s)",
+        m_total,
+        spec.variant,
+        [d, *spec.hidden, spec.latent],
+        device,
+        precision,
+        ", compiled" if compile_step else "",
+        len(chunks),
+    )
 
     results: dict[tuple[int, int], dict] = {}
-    bar = tqdm(total=m_total * config.steps, unit="species-step", unit_scale=True,
-               file=sys.stderr, disable=not progress, desc="training AEs", dynamic_ncols=True)
+    bar = tqdm(
+        total=m_total * config.steps,
+        unit="species-step",
+        unit_scale=True,
+        file=sys.stderr,
+        disable=not progress,
+        desc="training AEs",
+        dynamic_ncols=True,
+    )
     try:
         with _matmul_precision(device, precision):
             k = 0
@@ -700,8 +778,23 @@ def train_autoencoders(
                 out_of_memory = False
                 try:
                     results[(a, b)] = _train_chunk(
-                        a, b, instances, spec, config, seed, member_names, member_reps,
-                        train_idx, val_idx, table, device, precision, ckpt, bar, compile_step)
+                        a,
+                        b,
+                        instances,
+                        spec,
+                        config,
+                        seed,
+                        member_names,
+                        member_reps,
+                        train_idx,
+                        val_idx,
+                        table,
+                        device,
+                        precision,
+                        ckpt,
+                        bar,
+                        compile_step,
+                    )
                 except _OOM:
                     if b - a == 1:
                         raise
@@ -710,8 +803,9 @@ def train_autoencoders(
                     if device.type == "cuda":
                         torch.cuda.empty_cache()
                     size = (b - a) // 2
-                    log.warning("out of memory with %d species per chunk; halving to %d",
-                                b - a, size)
+                    log.warning(
+                        "out of memory with %d species per chunk; halving to %d", b - a, size
+                    )
                     # this chunk and every later one (none has started) use the new size
                     chunks[k:] = [(p, min(p + size, s_count)) for p in range(a, s_count, size)]
                     ckpt.save_plan(chunks)
@@ -725,13 +819,18 @@ def train_autoencoders(
 
     order = [results[c] for c in chunks]
     params = {key: torch.cat([r["params"][key] for r in order]) for key in spec.param_shapes()}
-    losses = {key: np.concatenate([np.asarray(r[key]) for r in order])
-              for key in ("train", "val", "curve")}
+    losses = {
+        key: np.concatenate([np.asarray(r[key]) for r in order])
+        for key in ("train", "val", "curve")
+    }
     diverged = np.concatenate([np.asarray(r["diverged"]) for r in order])
     if diverged.any():
-        log.warning("%d of %d AEs diverged (loss NaN/inf) and were frozen: %s",
-                    int(diverged.sum()), m_total,
-                    [member_names[i] for i in np.flatnonzero(diverged)[:10]])
+        log.warning(
+            "%d of %d AEs diverged (loss NaN/inf) and were frozen: %s",
+            int(diverged.sum()),
+            m_total,
+            [member_names[i] for i in np.flatnonzero(diverged)[:10]],
+        )
     ref_rng = rng(seed, "ae-reference-inputs")
     p = min(REFERENCE_INPUTS, s_count * train_idx.shape[1])
     sp = ref_rng.integers(0, s_count, size=p)
@@ -739,28 +838,61 @@ def train_autoencoders(
     reference = instances[sp, train_idx[sp * reps, pos]]
     from evosim import __version__
 
-    info = {"evosim_version": __version__, "seed": seed, "steps": config.steps,
-            "device": str(device), "precision": precision,
-            "compiled": all(r.get("compiled", False) for r in order),
-            "config": config.model_dump(mode="json") if hasattr(config, "model_dump") else {},
-            "n_train": int(train_idx.shape[1]), "n_val": int(val_idx.shape[1])}
-    return AEBank(spec, params, names, reps, losses=losses, diverged=diverged,
-                  reference_inputs=reference, info=info)
+    info = {
+        "evosim_version": __version__,
+        "seed": seed,
+        "steps": config.steps,
+        "device": str(device),
+        "precision": precision,
+        "compiled": all(r.get("compiled", False) for r in order),
+        "config": config.model_dump(mode="json") if hasattr(config, "model_dump") else {},
+        "n_train": int(train_idx.shape[1]),
+        "n_val": int(val_idx.shape[1]),
+    }
+    return AEBank(
+        spec,
+        params,
+        names,
+        reps,
+        losses=losses,
+        diverged=diverged,
+        reference_inputs=reference,
+        info=info,
+    )
 
 
-def _train_chunk(a: int, b: int, instances: np.ndarray, spec: AESpec, config: Any, seed: int,
-                 member_names: list[str], member_reps: list[int], train_idx: np.ndarray,
-                 val_idx: np.ndarray, table: np.ndarray, device: torch.device, precision: str,
-                 ckpt: _Checkpoints, bar: Any, compile_step: bool = False) -> dict:
+def _train_chunk(
+    a: int,
+    b: int,
+    instances: np.ndarray,
+    spec: AESpec,
+    config: Any,
+    seed: int,
+    member_names: list[str],
+    member_reps: list[int],
+    train_idx: np.ndarray,
+    val_idx: np.ndarray,
+    table: np.ndarray,
+    device: torch.device,
+    precision: str,
+    ckpt: _Checkpoints,
+    bar: Any,
+    compile_step: bool = False,
+) -> dict:
     reps = config.replicates
     ma, mb = a * reps, b * reps
     names, rs = member_names[ma:mb], member_reps[ma:mb]
     trainer = BatchedTrainer(
-        spec, config, torch.from_numpy(instances[a:b]),
-        torch.arange(b - a).repeat_interleave(reps), streams.member_keys(seed, names, rs),
+        spec,
+        config,
+        torch.from_numpy(instances[a:b]),
+        torch.arange(b - a).repeat_interleave(reps),
+        streams.member_keys(seed, names, rs),
         torch.from_numpy(table[ma:mb]),
         _model.init_params(spec, seed, names, rs, config.init),
-        device=device, precision=precision, compile=compile_step,
+        device=device,
+        precision=precision,
+        compile=compile_step,
         noise_pool=noise_pool(seed, spec.input_dim) if spec.variant == "denoising" else None,
     )
     running = ckpt.running(a, b)
