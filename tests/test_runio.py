@@ -48,7 +48,7 @@ def test_json_and_npz_are_byte_stable(tmp_path) -> None:
     data = {"b": 1.5, "a": [1, 2]}
     a = runio.write_json(tmp_path / "a.json", data).read_bytes()
     b = runio.write_json(tmp_path / "b.json", data).read_bytes()
-    assert a == b == b'{\n  "b": 1.5,\n  "a": [\n    1,\n    2\n  ],\n  "nan": NaN\n}\n'
+    assert a == b == b'{\n  "b": 1.5,\n  "a": [\n    1,\n    2\n  ]\n}\n'
     x = np.arange(12, dtype=np.float32).reshape(3, 4)
     first = runio.write_npz(tmp_path / "a.npz", x=x).read_bytes()
     second = runio.write_npz(tmp_path / "b.npz", x=x).read_bytes()
