@@ -28,8 +28,12 @@ def test_three_line_scenario_is_valid_and_fully_defaulted():
 
 def test_missing_seed_is_drawn_and_then_fixed_by_the_dump():
     first = parse_scenario("name: a\n")
+    assert isinstance(first.seed, int) and 0 <= first.seed < 2**31
+    assert f"seed: {first.seed}\n" in dump_scenario(first)
     again = parse_scenario(dump_scenario(first))
     assert again == first
+    # drawn afresh for each scenario without one: 5 equal draws from 2^31 would be a bug
+    assert len({parse_scenario("name: a\n").seed for _ in range(5)}) > 1
 
 
 def test_name_defaults_to_file_stem(tmp_path):

@@ -74,7 +74,7 @@ def test_contractive_penalty_gradient_matches_double_backprop():
     oracle = torch.autograd.grad(total, list(params.values()), allow_unused=True)
     for a, o in zip(ours, oracle):
         if o is None:  # decoder parameters do not enter the penalty
-            assert a is None or torch.count_nonzero(a) == 0
+            assert a is None
         else:
             torch.testing.assert_close(a, o, rtol=1e-9, atol=1e-12)
 

@@ -242,9 +242,7 @@ class _Params:
     optimum_shift: float
     selection: str
     tournament_size: int
-    # "numpy" | "deap"; "deap_stock" (DEAP defaults: deepcopy clone, per-individual
-    # evaluation) exists only so the benchmark can show what the cheap clone saves.
-    engine: str
+    engine: str  # "numpy" | "deap"
 
     @classmethod
     def from_config(cls, dim: int, pop: PopulationConfig) -> _Params:
@@ -387,11 +385,6 @@ def _sel_wright_fisher_deap(individuals: list[Any], k: int) -> list[Any]:
     return random.choices(individuals, weights=weights, k=k)
 
 
-def _log_fitness_one(ind: list[float], optimum: list[float], strength: float) -> tuple[float]:
-    """Per-individual evaluation, DEAP tutorial style (the ``deap_stock`` benchmark baseline)."""
-    return (-0.5 * strength * sum((a - b) ** 2 for a, b in zip(ind, optimum)),)
-
-
 def _numpy_toolbox(p: _Params, rng: np.random.Generator) -> base.Toolbox:
     tb = base.Toolbox()
     tb.register("evaluate", _log_fitness, strength=p.selection_strength, neutral=p.neutral)
@@ -408,8 +401,7 @@ def _deap_toolbox(p: _Params) -> base.Toolbox:
     _, individual = _deap_classes()
     tb = base.Toolbox()
     tb.register("individual", individual)
-    if p.engine == "deap":
-        tb.register("clone", _clone_individual)
+    tb.register("clone", _clone_individual)
     tb.register("mate", tools.cxBlend, alpha=BLEND_ALPHA)
     tb.register("mutate", tools.mutGaussian, mu=0.0, sigma=p.mutation_sigma, indpb=p.mutation_rate)
     if p.selection == "tournament":
@@ -418,8 +410,18 @@ def _deap_toolbox(p: _Params) -> base.Toolbox:
         tb.register("select", tools.selRandom)
     else:
         tb.register("select", _sel_wright_fisher_deap)
-    tb.register("evaluate", _log_fitness_one, strength=0.0 if p.neutral else p.selection_strength)
     return tb
+
+
+def _evaluate_deap(
+    pop: list[Any], optimum: np.ndarray, p: _Params, tb: base.Toolbox
+) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluate a DEAP population as one array: ``(x [P, dim], log w [P])``, fitness set."""
+    x = np.array(pop, dtype=float)
+    log_w = _log_fitness(x, optimum, p.selection_strength, p.neutral)
+    for ind, v in zip(pop, log_w.tolist()):
+        ind.fitness.wvalues = (v,)  # = values, the weight being 1
+    return x, log_w
 
 
 class _ArrayStatistics(tools.Statistics):
@@ -515,17 +517,7 @@ def _run_branch(task: _BranchTask) -> _BranchResult:
                     pop = algorithms.varAnd(offspring, tb, p.recombination, 1.0)
                     if step_sd:
                         optimum = optimum + rng.normal(0.0, step_sd, size=p.dim)
-                if p.engine == "deap_stock":
-                    opt = optimum.tolist()
-                    for ind, fit in zip(pop, tb.map(tb.evaluate, pop, [opt] * len(pop))):
-                        ind.fitness.values = fit
-                    log_w = np.array([ind.fitness.values[0] for ind in pop])
-                    x = np.array(pop, dtype=float)
-                else:
-                    x = np.array(pop, dtype=float)
-                    log_w = _log_fitness(x, optimum, p.selection_strength, p.neutral)
-                    for ind, v in zip(pop, log_w.tolist()):
-                        ind.fitness.wvalues = (v,)  # = values, the weight being 1
+                x, log_w = _evaluate_deap(pop, optimum, p, tb)
                 logbook.record(gen=g, time=time_at(g), **stats.compile((x, log_w)))
     return _BranchResult(task.node, x, optimum, _rows(task.node, logbook, p.dim))
 
