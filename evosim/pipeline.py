@@ -184,6 +184,10 @@ def run(
     timings["analyse"] = round(time.perf_counter() - started, 3)
     report.timings = dict(timings)
     report.write(out)
+    if scenario.traits.model == "tradeoff":  # archetypes scored against the task optima
+        from evosim.analysis.archetypes import write_archetype_scores
+
+        write_archetype_scores(sim, bank, meta, out)
     finish("analyse", started)
     return report
 

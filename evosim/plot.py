@@ -737,3 +737,139 @@ def plot_report(run_dir: str | Path) -> list[Path]:
     from evosim.analysis.report import plot_report as _plot_report
 
     return _plot_report(run_dir)
+
+
+# ---------------------------------------------------------------------------- archetypes
+# (appended by the archetypes work: species' archetype weights, archetypes vs true optima)
+
+__all__ += ["plot_archetype_weights", "plot_archetypes"]
+
+
+def _ternary(weights: np.ndarray) -> np.ndarray:
+    """Barycentric ``[n, 3]`` -> 2-D points in an equilateral triangle (corners 1, 2, 3)."""
+    corners = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, np.sqrt(3) / 2]])
+    return weights @ corners
+
+
+def plot_archetype_weights(
+    weights: np.ndarray,
+    path: str | Path,
+    *,
+    colour: np.ndarray | None = None,
+    title: str = "archetype weights per species",
+) -> Path:
+    """Each species' weights on the archetypes: a ternary plot for 3, a heat map otherwise.
+
+    Parameters
+    ----------
+    weights
+        ``[S, k]`` simplex weights (rows sum to 1).
+    path
+        Output PNG.
+    colour
+        ``[S]`` values to colour the species by (ternary plot only), e.g. a true weight.
+    title
+        Figure title.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    s, k = w.shape
+    if k == 3:
+        fig = Figure(figsize=(5.2, 4.8))
+        ax = fig.add_subplot(1, 1, 1)
+        corners = _ternary(np.eye(3))
+        ax.plot(*np.vstack([corners, corners[:1]]).T, color="0.3", lw=1)
+        for j, (cx, cy) in enumerate(corners):
+            ax.annotate(
+                f"archetype {j + 1}",
+                (cx, cy),
+                xytext=(0, 8 if j == 2 else -14),
+                textcoords="offset points",
+                ha="center",
+                fontsize=9,
+            )
+        xy = _ternary(w)
+        sc = ax.scatter(xy[:, 0], xy[:, 1], s=18, c=colour if colour is not None else "C0")
+        if colour is not None:
+            fig.colorbar(sc, ax=ax, shrink=0.7)
+        ax.set_aspect("equal")
+        ax.set_xlim(-0.1, 1.1)
+        ax.set_ylim(-0.12, 0.98)
+        ax.axis("off")
+    else:
+        order = np.lexsort((-w.max(axis=1), w.argmax(axis=1)))
+        fig = Figure(figsize=(1.2 + 0.5 * k, min(2.0 + 0.08 * s, 12.0)))
+        ax = fig.add_subplot(1, 1, 1)
+        im = ax.imshow(w[order], aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
+        ax.set_xticks(range(k), [str(j + 1) for j in range(k)])
+        ax.set_xlabel("archetype")
+        ax.set_ylabel(f"species ({s}, grouped by main archetype)")
+        ax.set_yticks([])
+        fig.colorbar(im, ax=ax, shrink=0.7, label="weight")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_archetypes(
+    traits: np.ndarray,
+    optima: np.ndarray,
+    positions: Mapping[str, np.ndarray],
+    path: str | Path,
+    *,
+    title: str = "archetypes vs the true task optima",
+) -> Path:
+    """Species, true task optima and each method's archetypes, on the traits' two main axes.
+
+    Parameters
+    ----------
+    traits
+        ``[S, d]`` species' mean traits (grey points).
+    optima
+        ``[m, d]`` true task optima (black stars, joined as the polytope's edges).
+    positions
+        Method name -> ``[k, d]`` its archetypes placed in trait space.
+    path
+        Output PNG.
+    title
+        Figure title.
+    """
+    x = np.asarray(traits, dtype=np.float64)
+    o = np.asarray(optima, dtype=np.float64)
+    centre = x.mean(axis=0)
+    basis = np.linalg.svd(x - centre, full_matrices=False)[2][:2].T  # [d, <=2]
+    if basis.shape[1] < 2:
+        basis = np.column_stack([basis, np.zeros(len(basis))])
+
+    def proj(p: np.ndarray) -> np.ndarray:
+        return (np.asarray(p, dtype=np.float64) - centre) @ basis
+
+    fig = Figure(figsize=(6.0, 5.2))
+    ax = fig.add_subplot(1, 1, 1)
+    px = proj(x)
+    ax.scatter(px[:, 0], px[:, 1], s=12, color="0.6", label="species")
+    po = proj(o)
+    for i in range(len(po)):
+        for j in range(i + 1, len(po)):
+            ax.plot(*po[[i, j]].T, color="0.2", lw=0.6, alpha=0.6)
+    ax.scatter(po[:, 0], po[:, 1], s=160, marker="*", color="k", label="true optima", zorder=3)
+    markers = "oDs^vP<>"
+    for i, (name, p) in enumerate(positions.items()):
+        pp = proj(p)
+        ax.scatter(
+            pp[:, 0],
+            pp[:, 1],
+            s=60,
+            marker=markers[i % len(markers)],
+            facecolors="none",
+            edgecolors=f"C{i}",
+            linewidths=1.6,
+            label=name,
+            zorder=4,
+        )
+    ax.set_xlabel("trait axis 1 (PCA of species traits)")
+    ax.set_ylabel("trait axis 2")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.legend(fontsize=8, frameon=False, loc="best")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)

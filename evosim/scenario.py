@@ -92,7 +92,7 @@ class PopulationConfig(_Section):
 class TraitsConfig(_Section):
     """How traits drift along the tree (``traits:``)."""
 
-    model: Literal["brownian", "ou", "early_burst", "jumps", "population"] = "brownian"
+    model: Literal["brownian", "ou", "early_burst", "jumps", "population", "tradeoff"] = "brownian"
     dim: int = Field(8, ge=1)
     sigma: float = Field(1.0, gt=0)
     root: float | list[float] = 0.0
@@ -103,9 +103,28 @@ class TraitsConfig(_Section):
     jump_probability: float = Field(0.5, ge=0, le=1)
     jump_scale: float = Field(1.0, ge=0)
     population: PopulationConfig = Field(default_factory=PopulationConfig)
+    # tradeoff: selection toward the Pareto front of several tasks (evosim.evolve.tradeoff)
+    tasks: int = Field(
+        3, ge=2, description="tradeoff: number of tasks, whose optima are the archetypes"
+    )
+    selection: float = Field(
+        4.0, gt=0, description="tradeoff: pull toward the lineage's fitness peak per unit time"
+    )
+    task_spread: float = Field(
+        3.0, gt=0, description="tradeoff: distance of each task optimum from traits.root"
+    )
+    weight_drift: float = Field(
+        1.5,
+        ge=0,
+        description="tradeoff: drift of each lineage's task weights (log-weight sd per sqrt time)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TraitsConfig:
+        if self.model == "tradeoff" and self.tasks > self.dim + 1:
+            raise _FieldError(
+                "tasks", f"must be <= dim + 1 = {self.dim + 1} for tradeoff, got {self.tasks}"
+            )
         for name in ("root", "theta"):
             value = getattr(self, name)
             if isinstance(value, list) and len(value) != self.dim:

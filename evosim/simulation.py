@@ -16,6 +16,9 @@ Run-directory files written here::
     instances.npz        instances [S, N, D] float32 and species [S] (str), same order
     individuals.npz      population model only: nodes [n] (str) and node_i [P, k] genotypes
     population_log.csv   population model only: the engine's per-generation log
+    task_optima.csv      tradeoff model only: task,trait_1..trait_k, the task optima
+    task_weights.csv     tradeoff model only: node,weight_1..weight_m, every node's task
+                         weights (preorder of the full tree)
 """
 
 from __future__ import annotations
@@ -62,6 +65,11 @@ class Simulation:
         Node name -> ``[P, k]`` genotypes (population model), else None.
     population_log
         The population engine's log rows, else None.
+    task_optima
+        ``[m, k]`` the task optima, the archetypes (tradeoff model), else None.
+    task_weights
+        Node name -> ``[m]`` task weights on the simplex, for every node (tradeoff
+        model), else None.
     """
 
     scenario: Scenario
@@ -71,6 +79,8 @@ class Simulation:
     instances: np.ndarray
     individuals: dict[str, np.ndarray] | None = None
     population_log: list[dict[str, Any]] | None = None
+    task_optima: np.ndarray | None = None
+    task_weights: dict[str, np.ndarray] | None = None
     _extant: Any = field(default=None, repr=False, compare=False)
     _family: Family | None = field(default=None, repr=False, compare=False)
 
@@ -146,7 +156,7 @@ def simulate(scenario: Scenario, *, progress: bool = False) -> Simulation:
     seed = scenario.seed
     log.info("growing a %s tree of %d species", scenario.tree.model, scenario.tree.n_species)
     tree = grow_tree(scenario.tree, seeding.rng(seed, "tree"))
-    individuals = population_log = None
+    individuals = population_log = task_optima = task_weights = None
     if scenario.traits.model == "population":
         try:
             from evosim.evolve.population import evolve_population
@@ -159,6 +169,13 @@ def simulate(scenario: Scenario, *, progress: bool = False) -> Simulation:
         traits = {n: np.asarray(v, dtype=np.float64) for n, v in res.traits.items()}
         individuals = {n: np.asarray(v, dtype=np.float64) for n, v in res.individuals.items()}
         population_log = list(res.log) if res.log is not None else None
+    elif scenario.traits.model == "tradeoff":
+        from evosim.evolve.tradeoff import evolve_tradeoff
+
+        log.info("evolving %d traits under %d tasks", scenario.traits.dim, scenario.traits.tasks)
+        world = evolve_tradeoff(tree, scenario.traits, seeding.rng(seed, "traits"))
+        traits, task_weights = world.traits_dict(), world.weights_dict()
+        task_optima = world.optima
     else:
         log.info("evolving %d %s traits", scenario.traits.dim, scenario.traits.model)
         traits = evolve_traits(tree, scenario.traits, seeding.rng(seed, "traits"))
@@ -170,6 +187,8 @@ def simulate(scenario: Scenario, *, progress: bool = False) -> Simulation:
         instances=np.empty((0, 0, 0), dtype=np.float32),
         individuals=individuals,
         population_log=population_log,
+        task_optima=task_optima,
+        task_weights=task_weights,
     )
     sim.species = list(sim.extant_tree().leaves)
     log.info("sampling %d instances of %d species", scenario.species.instances, len(sim.species))
@@ -251,7 +270,38 @@ def write_simulation(sim: Simulation, out_dir: str | Path) -> list[Path]:
         )
     if sim.population_log is not None:
         paths.append(runio.write_text(out / "population_log.csv", _log_csv(sim.population_log)))
+    if sim.task_optima is not None:
+        paths += _write_tasks(sim, out)
     return paths
+
+
+def _write_tasks(sim: Simulation, out: Path) -> list[Path]:
+    optima = np.atleast_2d(sim.task_optima)
+    lines = [",".join(["task", *(f"trait_{j + 1}" for j in range(optima.shape[1]))])]
+    lines += [",".join([str(i + 1), *(_fmt(v) for v in row)]) for i, row in enumerate(optima)]
+    paths = [runio.write_text(out / "task_optima.csv", "\n".join(lines) + "\n")]
+    if sim.task_weights is not None:
+        m = optima.shape[0]
+        lines = [",".join(["node", *(f"weight_{j + 1}" for j in range(m))])]
+        lines += [
+            ",".join([node, *(_fmt(v) for v in sim.task_weights[node])])
+            for node in sim.tree.preorder()
+        ]
+        paths.append(runio.write_text(out / "task_weights.csv", "\n".join(lines) + "\n"))
+    return paths
+
+
+def _read_rows(path: Path, first: str) -> tuple[list[str], np.ndarray]:
+    """``(first column, float matrix of the others)`` of a csv whose header starts ``first``."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows or rows[0][:1] != [first]:
+        raise ValueError(f"{path}: expected a header starting with {first!r}")
+    try:
+        values = np.array([[float(v) for v in row[1:]] for row in rows[1:]], dtype=np.float64)
+    except ValueError:
+        raise ValueError(f"{path}: a value is not a number") from None
+    return [row[0] for row in rows[1:]], values
 
 
 def _read_traits(path: Path) -> dict[str, np.ndarray]:
@@ -328,6 +378,18 @@ def load_simulation(run_dir: str | Path) -> Simulation:
     population_log = None
     if (run_dir / "population_log.csv").exists():
         population_log = _read_log(run_dir / "population_log.csv")
+    task_optima = task_weights = None
+    if (run_dir / "task_optima.csv").exists():
+        _, task_optima = _read_rows(run_dir / "task_optima.csv", "task")
+        if task_optima.shape[1:] != (scenario.traits.dim,):
+            raise ValueError(
+                f"{run_dir / 'task_optima.csv'}: expected {scenario.traits.dim} traits"
+            )
+    if (run_dir / "task_weights.csv").exists():
+        nodes, values = _read_rows(run_dir / "task_weights.csv", "node")
+        task_weights = dict(zip(nodes, values))
+        if set(task_weights) != set(traits):
+            raise ValueError(f"{run_dir / 'task_weights.csv'} does not cover the tree's nodes")
     return Simulation(
         scenario=scenario,
         tree=tree,
@@ -336,4 +398,6 @@ def load_simulation(run_dir: str | Path) -> Simulation:
         instances=instances,
         individuals=individuals,
         population_log=population_log,
+        task_optima=task_optima,
+        task_weights=task_weights,
     )

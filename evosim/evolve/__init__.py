@@ -1,9 +1,12 @@
 """Trait evolution along a phylogeny.
 
 ``brownian``, ``ou``, ``early_burst`` and ``jumps`` are vectorised NumPy models
-(:mod:`evosim.evolve.models`); ``evolve_traits(tree, config, rng)`` dispatches on
-``config.model``. The individual-based ``population`` model lives in
+(:mod:`evosim.evolve.models`), and so is ``tradeoff`` (:mod:`evosim.evolve.tradeoff`:
+selection toward the Pareto front of several tasks, whose optima and per-lineage task
+weights ``evolve_tradeoff`` also returns); ``evolve_traits(tree, config, rng)`` dispatches
+on ``config.model``. The individual-based ``population`` model lives in
 :mod:`evosim.evolve.population` (``evolve_population``), imported on first use.
+Phylogenetic signal (Blomberg's K): :mod:`evosim.evolve.signal`.
 """
 
 from __future__ import annotations
@@ -20,18 +23,26 @@ from evosim.evolve.models import (
     ou,
 )
 from evosim.evolve.propagate import TreeArrays, node_depths, propagate, tree_arrays
+from evosim.evolve.signal import blomberg_k, blomberg_k_test, phylogenetic_covariance
+from evosim.evolve.tradeoff import TradeoffWorld, evolve_tradeoff, tradeoff
 
 __all__ = [
+    "TradeoffWorld",
     "TreeArrays",
+    "blomberg_k",
+    "blomberg_k_test",
     "brownian",
     "early_burst",
     "evolve_population",
     "evolve_traits",
     "evolve_traits_array",
+    "evolve_tradeoff",
     "jumps",
     "node_depths",
     "ou",
+    "phylogenetic_covariance",
     "propagate",
+    "tradeoff",
     "tree_arrays",
 ]
 

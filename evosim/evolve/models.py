@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from evosim.evolve.propagate import TreeArrays, propagate, tree_arrays
+from evosim.evolve.tradeoff import _tradeoff
 from evosim.scenario import TraitsConfig
 
 __all__ = ["brownian", "ou", "early_burst", "jumps", "evolve_traits", "evolve_traits_array"]
@@ -328,6 +329,20 @@ def evolve_traits_array(
         x = _early_burst(arr, dim, sigma, config.decay, root, chol, rng)
     elif config.model == "jumps":
         x = _jumps(arr, dim, sigma, config.jump_probability, config.jump_scale, root, chol, rng)
+    elif config.model == "tradeoff":
+        # Task weights and optima: evosim.evolve.tradeoff.evolve_tradeoff (same draws).
+        x, _, _ = _tradeoff(
+            arr,
+            dim,
+            config.tasks,
+            sigma,
+            config.selection,
+            config.weight_drift,
+            config.task_spread,
+            root,
+            chol,
+            rng,
+        )
     elif config.model == "population":
         raise ValueError(
             "traits.model 'population' is individual-based: use "
@@ -351,8 +366,10 @@ def evolve_traits(
         A rooted :class:`~evosim.phylo.Phylogeny`; every node gets a value (internal and
         extinct nodes too: they are the truth for ancestral analyses).
     config
-        The ``traits:`` section of a scenario (``brownian``, ``ou``, ``early_burst`` or
-        ``jumps``; ``correlation``, when set, applies to the Gaussian diffusion of each).
+        The ``traits:`` section of a scenario (``brownian``, ``ou``, ``early_burst``,
+        ``jumps`` or ``tradeoff``; ``correlation``, when set, applies to the Gaussian
+        diffusion of each). For ``tradeoff`` the task weights and optima drawn on the way
+        are returned by :func:`evosim.evolve.tradeoff.evolve_tradeoff`.
     rng
         The random generator (``seeding.rng(seed, "traits")`` in :func:`evosim.simulate`).
 
