@@ -105,22 +105,30 @@ def _options() -> _Options:
     return click.get_current_context().ensure_object(_Options)
 
 
-def _setup_logging(opts: _Options) -> logging.Handler:
+_LOGGERS = ("evosim", "py.warnings")
+
+
+def _setup_logging(opts: _Options) -> tuple[logging.Handler, list[tuple[int, bool]]]:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler.setLevel(opts.level)
-    for name in ("evosim", "py.warnings"):
+    saved = []
+    for name in _LOGGERS:
         logger = logging.getLogger(name)
+        saved.append((logger.level, logger.propagate))
         logger.addHandler(handler)
-        logger.setLevel(min(opts.level, logging.INFO))
+        logger.setLevel(opts.level)
         logger.propagate = False
     logging.captureWarnings(True)
-    return handler
+    return handler, saved
 
 
-def _teardown_logging(handler: logging.Handler) -> None:
-    for name in ("evosim", "py.warnings"):
-        logging.getLogger(name).removeHandler(handler)
+def _teardown_logging(handler: logging.Handler, saved: list[tuple[int, bool]]) -> None:
+    for name, (level, propagate) in zip(_LOGGERS, saved):
+        logger = logging.getLogger(name)
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
     logging.captureWarnings(False)
 
 
@@ -155,12 +163,16 @@ def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
             from tqdm.contrib.logging import logging_redirect_tqdm
 
             opts = _options()
-            handler = _setup_logging(opts)
+            handler, saved = _setup_logging(opts)
             ctx = click.get_current_context()
+            loggers = [logging.getLogger(name) for name in _LOGGERS]
             try:
-                with logging_redirect_tqdm(
-                    loggers=[logging.getLogger("evosim"), logging.getLogger("py.warnings")]
-                ):
+                with logging_redirect_tqdm(loggers=loggers):
+                    # tqdm's handlers replace ours without its level: give it back.
+                    for logger in loggers:
+                        for h in logger.handlers:
+                            if h.level == logging.NOTSET:
+                                h.setLevel(opts.level)
                     return func(*args, **kw)
             except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
                 raise
@@ -185,7 +197,7 @@ def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
                     _fail(f"cannot write {where}{exc.strerror}", opts)
                 raise
             finally:
-                _teardown_logging(handler)
+                _teardown_logging(handler, saved)
 
         return main.command(name, **kwargs)(_shared_options(wrapper))  # type: ignore[return-value]
 

@@ -46,11 +46,12 @@ DPI = 120
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as PNG to ``path`` and as SVG beside it, atomically; return the PNG path.
 
-    The SVG carries no date and fixed element ids, so the same figure gives the same file.
+    The SVG keeps its text as text (searchable, editable), and carries no date and fixed
+    element ids, so the same figure gives the same file.
     """
     png = Path(path).with_suffix(".png")
     runio.atomic_write(png, lambda h: fig.savefig(h, format="png", dpi=DPI))
-    with matplotlib.rc_context({"svg.hashsalt": "evosim"}):
+    with matplotlib.rc_context({"svg.hashsalt": "evosim", "svg.fonttype": "none"}):
         runio.atomic_write(
             png.with_suffix(".svg"),
             lambda h: fig.savefig(h, format="svg", metadata={"Date": None}),
@@ -94,7 +95,10 @@ def place_labels(
     placed: list[tuple[float, float, float, float]] = []
     px_to_pt = 72.0 / fig.dpi
     artists = []
-    directions = [(1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1)]
+    # 16 directions, up-right first; the box's side nearest the point faces it.
+    angles = np.deg2rad([45, -45, 135, -135, 0, 180, 90, -90, 22.5, -22.5, 157.5, -157.5])
+    angles = np.concatenate([angles, np.deg2rad([67.5, -67.5, 112.5, -112.5])])
+    directions = [(float(np.cos(a)), float(np.sin(a))) for a in angles]
 
     def free(x0: float, y0: float, w: float, h: float, own: int) -> int:
         x1, y1 = x0 + w, y0 + h
@@ -113,10 +117,10 @@ def place_labels(
     for i, label in enumerate(labels):
         w, h = sizes[i]
         best = None
-        for r in (3.0, 8.0, 14.0, 22.0, 32.0, 45.0, 60.0):
+        for r in (3.0, 8.0, 14.0, 22.0, 32.0, 45.0, 60.0, 80.0, 100.0, 125.0):
             for dx, dy in directions:
-                ox = r * dx - (w if dx < 0 else (w / 2 if dx == 0 else 0))
-                oy = r * dy - (h if dy < 0 else (h / 2 if dy == 0 else 0))
+                ox = r * dx - w * (1 - dx) / 2
+                oy = r * dy - h * (1 - dy) / 2
                 cost = free(pts[i, 0] + ox, pts[i, 1] + oy, w, h, i)
                 if best is None or cost < best[0]:
                     best = (cost, ox, oy, r)

@@ -89,13 +89,21 @@ def _type_name(tp: Any) -> tuple[str, list[str]]:
 _OPS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 
 
+def _number(value: float) -> str:
+    if isinstance(value, int):
+        if value >= 2**32 and value & (value - 1) == 0:
+            return f"2^{value.bit_length() - 1}"
+        return f"{value:,}"
+    return f"{value:g}"
+
+
 def _bounds(info: FieldInfo) -> str:
     parts = []
     for meta in info.metadata:
         for key, op in _OPS.items():
             value = getattr(meta, key, None)
             if value is not None:
-                parts.append(f"{op} {value:,}" if isinstance(value, int) else f"{op} {value:g}")
+                parts.append(f"{op} {_number(value)}")
     return ", ".join(parts)
 
 
@@ -165,7 +173,7 @@ def _section_title(name: str) -> str:
 
 
 def _section_doc(model: Any) -> str:
-    return (model.__doc__ or "").strip().splitlines()[0]
+    return (model.__doc__ or "").strip().splitlines()[0].replace("``", "`")
 
 
 def markdown() -> str:

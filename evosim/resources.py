@@ -108,13 +108,16 @@ def _member_training_bytes(scenario: Scenario, d: int) -> int:
         return 6 * (params * 4 * 5 + ae.batch_size * widths * 16 + n * d * 4) // 4
 
 
-def estimate_resources(scenario: Scenario) -> ResourceEstimate:
+def estimate_resources(scenario: Scenario, *, detailed: bool = True) -> ResourceEstimate:
     """Estimate the memory of each stage of ``scenario`` and the disk its run needs.
 
     Parameters
     ----------
     scenario
         A validated scenario.
+    detailed
+        Count one AE's training working set with the trainer's own estimate (imports
+        torch); ``False`` leaves it out, for a quick lower bound.
 
     Returns
     -------
@@ -146,7 +149,7 @@ def estimate_resources(scenario: Scenario) -> ResourceEstimate:
     # --- train: the bank's parameters (and a checkpoint copy), one member's working set
     params = _ae_params(d, list(ae.hidden), ae.latent, ae.variant == "variational")
     bank = members * params * 4
-    train = world + 3 * bank + _member_training_bytes(scenario, d) * r
+    train = world + 3 * bank + (_member_training_bytes(scenario, d) * r if detailed else 0)
 
     # --- meta: each member's representation, a few working copies
     if me.representation == "functional":
@@ -235,8 +238,11 @@ def check_resources(
     ResourceError
         The estimate exceeds the machine's memory (or the free disk under ``out``).
     """
-    est = estimate_resources(scenario)
     memory = machine_memory() if memory is None else memory
+    # The quick lower bound refuses absurd sizes before torch is even imported.
+    est = estimate_resources(scenario, detailed=False)
+    if est.memory <= MEMORY_SHARE * memory:
+        est = estimate_resources(scenario)
     log.info(
         "estimated peak memory %s (%s stage), run directory %s; this machine has %s",
         format_bytes(est.memory),

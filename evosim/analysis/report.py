@@ -139,25 +139,64 @@ def read_lsmat(path: str | Path) -> tuple[list[str], np.ndarray]:
     return labels, d
 
 
-def _nexus(taxa: list[str], trees: list[tuple[str, str, bool]]) -> str:
-    """Nexus TAXA and TREES blocks; ``trees`` are (name, Newick, rooted)."""
+def _nexus_label(label: str) -> str:
+    """A label for Nexus: quoted when it has an underscore too (Nexus reads ``_`` as a blank)."""
     from evosim.phylo.newick import format_label
 
+    text = format_label(label)
+    return text if "_" not in text or text.startswith("'") else f"'{text}'"
+
+
+def _nexus_newick(text: str) -> str:
+    """A Newick tree rewritten with Nexus label quoting (no rooting comment)."""
+    from evosim.phylo.newick import format_length, parse_newick
+
+    p = parse_newick(text)
+    children: list[list[int]] = [[] for _ in p.parent]
+    for i, parent in enumerate(p.parent):
+        if parent >= 0:
+            children[parent].append(i)
+
+    def suffix(i: int) -> str:
+        out = _nexus_label(p.label[i]) if p.label[i] is not None else ""
+        if p.length[i] is not None:
+            out += ":" + format_length(p.length[i])
+        return out
+
+    # Iterative: deep (caterpillar) trees would overflow Python's recursion limit.
+    parts: list[str] = []
+    stack: list[tuple[int, int]] = [(0, 0)]
+    while stack:
+        node, k = stack.pop()
+        kids = children[node]
+        if not kids:
+            parts.append(suffix(node))
+        elif k == 0:
+            parts.append("(")
+            stack += [(node, 1), (kids[0], 0)]
+        elif k < len(kids):
+            parts.append(",")
+            stack += [(node, k + 1), (kids[k], 0)]
+        else:
+            parts.append(")" + suffix(node))
+    return "".join(parts) + ";"
+
+
+def _nexus(taxa: list[str], trees: list[tuple[str, str, bool]]) -> str:
+    """Nexus TAXA and TREES blocks; ``trees`` are (name, Newick, rooted)."""
     lines = [
         "#NEXUS",
         "",
         "BEGIN TAXA;",
         f"    DIMENSIONS NTAX={len(taxa)};",
-        "    TAXLABELS " + " ".join(format_label(t) for t in taxa) + ";",
+        "    TAXLABELS " + " ".join(_nexus_label(t) for t in taxa) + ";",
         "END;",
         "",
         "BEGIN TREES;",
     ]
     for name, newick, rooted in trees:
-        body = newick.strip()
-        if body.startswith("["):  # an existing [&U]/[&R] comment: ours replaces it
-            body = body[body.index("]") + 1 :].strip()
-        lines.append(f"    TREE {format_label(name)} = {'[&R]' if rooted else '[&U]'} {body}")
+        body = _nexus_newick(newick)
+        lines.append(f"    TREE {_nexus_label(name)} = {'[&R]' if rooted else '[&U]'} {body}")
     lines += ["END;", ""]
     return "\n".join(lines)
 
