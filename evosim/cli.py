@@ -28,8 +28,10 @@ from typing import Any, TypeVar
 
 import click
 
-from evosim.errors import EvosimError, FileFormatError, ResourceError, RunDirectoryError
+from evosim.errors import EvosimError, FileFormatError, RunDirectoryError
 from evosim.scenario import load_scenario
+
+__all__ = ["command", "main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -393,7 +395,7 @@ def fields(section: str | None, markdown: bool) -> None:
 
     if markdown:
         if section:
-            raise RunDirectoryError("--markdown prints the whole reference: drop SECTION")
+            raise click.UsageError("--markdown prints the whole reference: drop SECTION")
         click.echo(reference.markdown(), nl=False)
         return
     click.echo(reference.text(section))
@@ -423,7 +425,3 @@ def info() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-
-
-# The memory and disk checks raise ResourceError; re-exported for tests and extensions.
-__all__ = ["ResourceError", "command", "main"]

@@ -333,7 +333,8 @@ def run(
 
     out = prepare_run_dir(out, force=force, resume=resume)
     scenario = _with_device(scenario, device)
-    check_resources(scenario, out=out, force=force_size)
+    # A resumed run's files are on the disk already: check the memory only.
+    check_resources(scenario, out=None if resume else out, force=force_size)
     with runio.RunLock(out):
         if force:
             clear_run_dir(out)

@@ -419,8 +419,6 @@ def test_planted_pickles_are_refused_unread(tiny_copy, scenario_file, name, stag
     _plant(tiny_copy / name, marker, zip_format=zip_format)
     result = _cli("run", str(scenario_file), "--out", str(tiny_copy), "--resume", "-q")
     _one_line_error(result, name, "refused unread", f"{stage}.done")
-    result = _cli("plot", str(tiny_copy))
-    assert result.returncode == 0, result.stderr  # plot reads no torch file
     from evosim.meta import MetaResult
     from evosim.train import load_bank
 
@@ -431,6 +429,17 @@ def test_planted_pickles_are_refused_unread(tiny_copy, scenario_file, name, stag
     # torch's own error until it reads through runio.torch_load.
     with pytest.raises((pickle.UnpicklingError, evosim.errors.EvosimError)):
         load_bank(tiny_copy / name)
+    assert not marker.exists()
+
+
+def test_plot_never_loads_torch_files(tiny_copy):
+    marker = tiny_copy.parent / "marker"
+    for path in [tiny_copy / "aes.pt", tiny_copy / "mae.pt"]:
+        _plant(path, marker, zip_format=True)
+    for path in (tiny_copy / "checkpoints" / "train").glob("*.pt"):
+        _plant(path, marker, zip_format=True)
+    result = _cli("plot", str(tiny_copy))
+    assert result.returncode == 0, result.stderr
     assert not marker.exists()
 
 
