@@ -206,7 +206,15 @@ def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
     return decorate
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """The ``evosim`` group; keeps its command line for the provenance record."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["evosim.argv"] = ["evosim", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="evosim")
 @_shared_options
 def main() -> None:
@@ -265,7 +273,7 @@ def simulate(scenario: Path, out: Path, force: bool, force_size: bool) -> None:
 
 
 def _argv() -> list[str]:
-    return ["evosim", *sys.argv[1:]]
+    return list(click.get_current_context().meta.get("evosim.argv", ["evosim"]))
 
 
 @command()
@@ -356,7 +364,7 @@ def compare(a: Path, b: Path, as_json: bool, rooted: bool) -> None:
     click.echo(f"{'metric':<{width}}  {'value':>9}  meaning")
     for key, value in metrics.items():
         shown = "n/a" if value is None or math.isnan(value) else f"{value:.6g}"
-        click.echo(f"{key:<{width}}  {shown:>9}  {describe(key, context='compare')}")
+        click.echo(f"{key:<{width}}  {shown:>9}  {describe(key)}")
 
 
 @command()

@@ -38,7 +38,7 @@ NODE_BYTES = 1_200
 #: distances, true distances, tree inference and Mantel working copies).
 ANALYSIS_MATRICES = 20
 #: The interpreter with torch, numpy and matplotlib loaded, before any data.
-PROCESS_BYTES = 600 << 20
+PROCESS_BYTES = 800 << 20
 #: Refuse when the estimate exceeds this share of the machine's memory.
 MEMORY_SHARE = 0.9
 
@@ -92,20 +92,23 @@ def _ae_params(widths_in: int, hidden: list[int], latent: int, variational: bool
     return sum(a * b + b for w in (enc, dec) for a, b in zip(w[:-1], w[1:]))
 
 
-def _member_training_bytes(scenario: Scenario, d: int) -> int:
-    """One AE's training working set (the trainer's own estimate when available)."""
+def _training_bytes(scenario: Scenario, s: int, d: int) -> int:
+    """Host bytes training needs beyond the simulated world: the trainer's own estimate."""
     ae = scenario.autoencoder
     n = scenario.species.instances
     try:
+        from evosim.train.resources import estimate_training_bytes
+    except ImportError:  # a trainer without the whole-run estimate: one member's, per species
         from evosim.train.spec import AESpec
         from evosim.train.trainer import estimate_member_bytes
 
         spec = AESpec.from_config(ae, d)
-        return int(estimate_member_bytes(spec, ae, n, ae.replicates))
-    except ImportError:  # pragma: no cover - the trainer ships with the package
-        params = _ae_params(d, list(ae.hidden), ae.latent, ae.variant == "variational")
-        widths = 2 * sum(ae.hidden) + d + ae.latent
-        return 6 * (params * 4 * 5 + ae.batch_size * widths * 16 + n * d * 4) // 4
+        params = ae.replicates * s * spec.n_params * 4
+        return 3 * params + int(estimate_member_bytes(spec, ae, n, ae.replicates)) * ae.replicates
+    import torch
+
+    cuda = ae.device == "cuda" or (ae.device == "auto" and torch.cuda.is_available())
+    return int(estimate_training_bytes(ae, s, n, d, device="cuda" if cuda else "cpu"))
 
 
 def estimate_resources(scenario: Scenario, *, detailed: bool = True) -> ResourceEstimate:
@@ -116,8 +119,8 @@ def estimate_resources(scenario: Scenario, *, detailed: bool = True) -> Resource
     scenario
         A validated scenario.
     detailed
-        Count one AE's training working set with the trainer's own estimate (imports
-        torch); ``False`` leaves it out, for a quick lower bound.
+        Count training with the trainer's own estimate (imports torch); ``False`` counts
+        only the bank's parameters, for a quick lower bound.
 
     Returns
     -------
@@ -149,7 +152,7 @@ def estimate_resources(scenario: Scenario, *, detailed: bool = True) -> Resource
     # --- train: the bank's parameters (and a checkpoint copy), one member's working set
     params = _ae_params(d, list(ae.hidden), ae.latent, ae.variant == "variational")
     bank = members * params * 4
-    train = world + 3 * bank + (_member_training_bytes(scenario, d) * r if detailed else 0)
+    train = world + (_training_bytes(scenario, s, d) if detailed else 3 * bank)
 
     # --- meta: each member's representation, a few working copies
     if me.representation == "functional":

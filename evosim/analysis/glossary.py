@@ -13,26 +13,37 @@ GLOSSARY = {
     "(trees over 256 leaves)",
     "triplet": "share of 3-leaf subsets whose rooted topologies differ; n/a unless both "
     "trees are rooted (NJ trees are unrooted)",
-    "cophenetic_pearson": "Pearson correlation of all pairwise distances with the true "
-    "tree's patristic (cophenetic) distances",
-    "cophenetic_spearman": "Spearman (rank) correlation of all pairwise distances with the "
-    "true tree's patristic (cophenetic) distances",
-    "mantel_p": "one-sided Mantel permutation p-value of cophenetic_pearson",
-}
-
-_HERE = {
-    "compare": "here, the first tree's patristic distances against the second's",
-    "report": "here, each method's own distances, e.g. the MAE's latent distances",
-}
-_CONTEXT = {
-    (context, name): text
-    for context, text in _HERE.items()
-    for name in ("cophenetic_pearson", "cophenetic_spearman")
+    "triplet_se": "standard error of triplet where it is estimated from sampled triplets",
+    "cophenetic_pearson": "Pearson correlation, over all pairs of species, of the two "
+    "trees' patristic (cophenetic) distances (inferred vs true tree)",
+    "cophenetic_spearman": "Spearman (rank) correlation, over all pairs of species, of the "
+    "two trees' patristic (cophenetic) distances (inferred vs true tree)",
+    "distance_pearson": "Pearson correlation of a method's own distances (e.g. the MAE's "
+    "latent distances), before any tree is built, with the true patristic distances",
+    "distance_spearman": "Spearman (rank) correlation of a method's own distances with the "
+    "true patristic distances",
+    "mantel_p": "one-sided Mantel permutation p-value of distance_pearson",
 }
 
 
-def describe(name: str, *, context: str = "report") -> str:
-    """The meaning of metric ``name`` (``context``: ``"report"`` or ``"compare"``)."""
-    text = GLOSSARY.get(name, "")
-    extra = _CONTEXT.get((context, name))
-    return f"{text}; {extra}" if extra else text
+def _legacy() -> dict[str, str]:
+    # Until the analysis reports distance_* (evosim.analysis.metrics), its cophenetic_*
+    # are the method's own distances against the truth: say so.
+    from evosim.analysis.metrics import METRICS
+
+    if "distance_pearson" in METRICS:
+        return {}
+    return {
+        "cophenetic_pearson": "Pearson correlation of a method's own distances (e.g. the "
+        "MAE's latent distances) with the true patristic distances; in `evosim compare`, "
+        "of the two trees' patristic distances",
+        "cophenetic_spearman": "Spearman (rank) correlation of a method's own distances "
+        "with the true patristic distances; in `evosim compare`, of the two trees' "
+        "patristic distances",
+        "mantel_p": "one-sided Mantel permutation p-value of cophenetic_pearson",
+    }
+
+
+def describe(name: str) -> str:
+    """The meaning of metric ``name`` (``""`` if it has none here)."""
+    return _legacy().get(name, GLOSSARY.get(name, ""))

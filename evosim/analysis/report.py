@@ -281,8 +281,8 @@ class Report:
                 v = m.get(k)
                 if k == "rf" and v is not None:
                     cells.append(f"{v:.4g}")
-                elif k == "quartet" and m.get("quartet_se") is not None:
-                    cells.append(f"{_fmt(v)} ± {_fmt(m['quartet_se'])}")
+                elif m.get(f"{k}_se") is not None:  # a sampled estimate, with its error
+                    cells.append(f"{_fmt(v)} ± {_fmt(m[f'{k}_se'])}")
                 else:
                     cells.append(_fmt(v))
             rows.append(f"| {label} | {' | '.join(cells)} |")
@@ -325,7 +325,7 @@ class Report:
         lines += [
             "## Recovery of the true tree",
             "",
-            "Lower is better for rf, nrf, quartet, triplet; higher for the cophenetic "
+            "Lower is better for rf, nrf, quartet, triplet; higher for the "
             "correlations. Topology scores are unrooted; triplet is n/a for unrooted (NJ) "
             "trees. `random` is the mean over random Yule trees. "
             + (
@@ -339,8 +339,8 @@ class Report:
             "Measures (the same names and definitions as `evosim compare` and metrics.json):",
             "",
         ]
-        shown = [*METRICS, *(["quartet_se"] if "quartet_se" in self.metrics else [])]
-        lines += [f"- `{k}`: {describe(k, context='report')}" for k in shown]
+        shown = [*METRICS, *(k for k in ("quartet_se", "triplet_se") if k in self.metrics)]
+        lines += [f"- `{k}`: {describe(k)}" for k in shown]
         lines.append("")
         if self.support_summary:
             s = self.support_summary

@@ -1,4 +1,4 @@
-"""runio: atomic writes, safe torch files, the run-directory lock."""
+"""runio: safe torch files, damaged files named, the run-directory lock."""
 
 from __future__ import annotations
 
@@ -77,28 +77,6 @@ def test_read_json_names_a_damaged_file(tmp_path):
     path.write_text('{"a": [1, 2')
     with pytest.raises(FileFormatError, match="m.json"):
         runio.read_json(path)
-
-
-def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path):
-    path = runio.write_text(tmp_path / "f.txt", "old")
-
-    def boom(handle):  # noqa: ANN001, ANN202
-        handle.write(b"partial")
-        raise RuntimeError("killed")
-
-    with pytest.raises(RuntimeError):
-        runio.atomic_write(path, boom)
-    assert path.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]
-
-
-def test_write_json_and_npz_are_byte_stable(tmp_path):
-    a = runio.write_json(tmp_path / "a.json", {"b": 1, "a": [1.5, None]})
-    assert a.read_text() == '{\n  "b": 1,\n  "a": [\n    1.5,\n    null\n  ]\n}\n'
-    x = np.arange(12, dtype=np.float32).reshape(3, 4)
-    one = runio.write_npz(tmp_path / "1.npz", x=x).read_bytes()
-    two = runio.write_npz(tmp_path / "2.npz", x=x).read_bytes()
-    assert one == two
 
 
 def test_the_lock_is_exclusive_and_released(tmp_path):
