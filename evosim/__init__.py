@@ -1,7 +1,7 @@
 """evosim: simulate evolution along a phylogeny, train one autoencoder per species,
 fit a meta-autoencoder over them, and measure how much of the tree it recovers.
 
-The public API (see DESIGN.md)::
+The public API::
 
     sc = evosim.load_scenario("scenarios/quickstart.yaml")
     sim = evosim.simulate(sc)
@@ -9,6 +9,8 @@ The public API (see DESIGN.md)::
     meta = evosim.fit_meta_autoencoder(bank, sc.meta)
     report = evosim.analyse(sim, bank, meta, sc.analysis)
     evosim.run(sc, out="runs/quickstart")
+
+gives the same results as ``evosim run scenarios/quickstart.yaml --out runs/quickstart``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from evosim.provenance import software_version
 from evosim.scenario import Scenario, ScenarioError, load_scenario
 
-__version__ = "0.1.0"
+#: The installed package's version (from its metadata; there is no second copy).
+__version__ = software_version("evosim")
 
 # Stages import torch and friends; load them on first use so `evosim validate` stays fast.
 _LAZY = {

@@ -1,5 +1,8 @@
-"""Figures (PNG). Each function takes plain data and a path, writes atomically, returns the path.
+"""Figures. Each function takes plain data and a path, and writes the figure atomically as
+PNG with an SVG of the same name beside it; it returns the PNG's path.
 
+Plotting is a leaf: these functions never read run directories or import the stages
+that made their data (``evosim.pipeline`` reads the files and calls them).
 Figures are built on :class:`matplotlib.figure.Figure` directly (no pyplot, so no global
 state and no GUI backend: rendering is Agg whatever backend the session has selected).
 Shared file: other stages add their figure functions at the end of this module.
@@ -11,9 +14,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from evosim import runio
 
@@ -31,15 +37,115 @@ __all__ = [
     "plot_distance_scatter",
     "plot_ae_losses",
     "plot_mae_training",
-    "plot_report",
+    "place_labels",
 ]
 
 DPI = 120
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` as PNG to ``path`` atomically and return the path."""
-    return runio.atomic_write(path, lambda h: fig.savefig(h, format="png", dpi=DPI))
+    """Write ``fig`` as PNG to ``path`` and as SVG beside it, atomically; return the PNG path.
+
+    The SVG keeps its text as text (searchable, editable), and carries no date and fixed
+    element ids, so the same figure gives the same file.
+    """
+    png = Path(path).with_suffix(".png")
+    runio.atomic_write(png, lambda h: fig.savefig(h, format="png", dpi=DPI))
+    with matplotlib.rc_context({"svg.hashsalt": "evosim", "svg.fonttype": "none"}):
+        runio.atomic_write(
+            png.with_suffix(".svg"),
+            lambda h: fig.savefig(h, format="svg", metadata={"Date": None}),
+        )
+    return png
+
+
+def place_labels(
+    ax,  # noqa: ANN001 - matplotlib Axes
+    xy: np.ndarray,
+    labels: Sequence[str],
+    *,
+    fontsize: float = 6,
+) -> list[Any]:
+    """Label points without overlaps: each label takes the nearest free spot around its point.
+
+    Greedy placement in display space: for each point (in order), candidate positions at
+    growing distances in 8 directions are tried, and the first whose text box overlaps
+    no placed label, no other point and stays inside the axes is taken; a label moved
+    away from its point gets a thin leader line. Deterministic. Call after the figure's
+    layout is final (e.g. after ``tight_layout``).
+
+    Returns
+    -------
+    list
+        The annotation artists.
+    """
+    fig = ax.figure
+    if fig.canvas is None or not hasattr(fig.canvas, "get_renderer"):
+        FigureCanvasAgg(fig)
+    renderer = fig.canvas.get_renderer()
+    pts = ax.transData.transform(np.asarray(xy, dtype=np.float64))
+    frame = ax.get_window_extent(renderer)
+    sizes = []
+    for label in labels:
+        t = ax.text(0, 0, label, fontsize=fontsize)
+        box = t.get_window_extent(renderer)
+        sizes.append((box.width + 2, box.height + 2))
+        t.remove()
+    radius = 3.0 * fig.dpi / 72  # a marker's half-size in pixels
+    placed: list[tuple[float, float, float, float]] = []
+    px_to_pt = 72.0 / fig.dpi
+    artists = []
+    # 16 directions, up-right first; the box's side nearest the point faces it.
+    angles = np.deg2rad([45, -45, 135, -135, 0, 180, 90, -90, 22.5, -22.5, 157.5, -157.5])
+    angles = np.concatenate([angles, np.deg2rad([67.5, -67.5, 112.5, -112.5])])
+    directions = [(float(np.cos(a)), float(np.sin(a))) for a in angles]
+
+    def free(x0: float, y0: float, w: float, h: float, own: int) -> int:
+        x1, y1 = x0 + w, y0 + h
+        hits = 0
+        if x0 < frame.x0 or x1 > frame.x1 or y0 < frame.y0 or y1 > frame.y1:
+            hits += 1
+        for a0, b0, a1, b1 in placed:
+            if x0 < a1 and a0 < x1 and y0 < b1 and b0 < y1:
+                hits += 1
+        near = (np.abs(pts[:, 0] - np.clip(pts[:, 0], x0, x1)) < radius) & (
+            np.abs(pts[:, 1] - np.clip(pts[:, 1], y0, y1)) < radius
+        )
+        near[own] = False
+        return hits + int(near.sum())
+
+    for i, label in enumerate(labels):
+        w, h = sizes[i]
+        best = None
+        for r in (3.0, 8.0, 14.0, 22.0, 32.0, 45.0, 60.0, 80.0, 100.0, 125.0):
+            for dx, dy in directions:
+                ox = r * dx - w * (1 - dx) / 2
+                oy = r * dy - h * (1 - dy) / 2
+                cost = free(pts[i, 0] + ox, pts[i, 1] + oy, w, h, i)
+                if best is None or cost < best[0]:
+                    best = (cost, ox, oy, r)
+                if cost == 0:
+                    break
+            if best is not None and best[0] == 0:
+                break
+        assert best is not None
+        _, ox, oy, r = best
+        placed.append((pts[i, 0] + ox, pts[i, 1] + oy, pts[i, 0] + ox + w, pts[i, 1] + oy + h))
+        artists.append(
+            ax.annotate(
+                label,
+                xy[i],
+                xytext=((ox + 1) * px_to_pt, (oy + 1) * px_to_pt),
+                textcoords="offset points",
+                ha="left",
+                va="bottom",
+                fontsize=fontsize,
+                arrowprops=dict(arrowstyle="-", color="0.6", lw=0.4, shrinkA=0, shrinkB=2)
+                if r > 8.0
+                else None,
+            )
+        )
+    return artists
 
 
 def tree_layout(tree) -> tuple[dict[str, float], dict[str, float]]:  # noqa: ANN001
@@ -295,32 +401,26 @@ def plot_instances(
     return save_figure(fig, path)
 
 
-def plot_simulation(run_dir_or_sim: Any, out_dir: str | Path) -> list[Path]:
+def plot_simulation(sim: Any, out_dir: str | Path) -> list[Path]:
     """Draw a simulated world's figures into ``out_dir``.
 
     Writes ``true_tree.png`` (the full tree, extant leaves coloured by the first principal
-    component of their traits, extinct leaves grey), ``traits_through_time.png`` and
-    ``instances.png``.
+    component of their traits, extinct leaves grey), ``traits_through_time.png``,
+    ``instances.png`` and, for the population engine, ``population.png`` (each with SVG).
 
     Parameters
     ----------
-    run_dir_or_sim
-        A :class:`~evosim.simulation.Simulation` or a run directory holding one.
+    sim
+        A :class:`~evosim.simulation.Simulation` (its tree, traits, species, instances,
+        scenario and population log are read).
     out_dir
-        Where the PNGs go (created if missing).
+        Where the figures go (created if missing).
 
     Returns
     -------
     list[Path]
-        The figures written.
+        The PNGs written.
     """
-    from evosim.simulation import Simulation, load_simulation
-
-    sim = (
-        run_dir_or_sim
-        if isinstance(run_dir_or_sim, Simulation)
-        else load_simulation(run_dir_or_sim)
-    )
     out = Path(out_dir)
     summary, label = trait_summary(sim.trait_matrix())
     extinct = [leaf for leaf in sim.tree.leaves if leaf not in set(sim.species)]
@@ -432,7 +532,8 @@ def plot_tanglegram(
     Both trees are scaled to the same width; the inferred tree's children are ordered by
     the mean position of their leaves in the true tree, which removes most crossings that
     are not real disagreements. A link is red when the leaf's smallest true clade (its
-    parent's leaves) is not a clade (split) of the inferred tree, grey otherwise.
+    parent's leaves) is not a clade (split) of the inferred tree, grey otherwise (the
+    legend says so).
     """
     xt, yt, order_t = _ordered_layout(true_tree)
     rank = {leaf: i for i, leaf in enumerate(order_t)}
@@ -490,6 +591,22 @@ def plot_tanglegram(
     ax.set_ylim(-1, n)
     ax.set_axis_off()
     ax.set_title(title)
+    n_moved = int(sum(moved))
+    ax.legend(
+        handles=[
+            Line2D([], [], color="tab:red", lw=1.2),
+            Line2D([], [], color="0.75", lw=1.2),
+        ],
+        labels=[
+            f"leaf's true clade missing from the inferred tree ({n_moved})",
+            f"leaf's true clade recovered ({len(leaves) - n_moved})",
+        ],
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=2,
+        fontsize=7,
+        frameon=False,
+    )
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -556,14 +673,16 @@ def plot_latent_tree(
         linewidths=0.3,
         zorder=3,
     )
-    if len(order) <= 60:
-        for s in order:
-            ax.annotate(s, pos[s], xytext=(3, 3), textcoords="offset points", fontsize=6)
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
     ax.set_title(title)
     ax.autoscale()
+    ax.margins(0.08)
     fig.tight_layout()
+    if len(order) <= 60:
+        ax.set_xlim(ax.get_xlim())  # freeze the limits the labels are placed in
+        ax.set_ylim(ax.get_ylim())
+        place_labels(ax, np.asarray([pos[s] for s in order]), order, fontsize=6)
     return save_figure(fig, path)
 
 
@@ -727,16 +846,6 @@ def plot_population(
     fig.suptitle("populations through time (population engine)")
     fig.tight_layout()
     return save_figure(fig, path)
-
-
-def plot_report(run_dir: str | Path) -> list[Path]:
-    """Redraw the analysis figures of a run directory from its files (``evosim plot``).
-
-    See :func:`evosim.analysis.report.plot_report`.
-    """
-    from evosim.analysis.report import plot_report as _plot_report
-
-    return _plot_report(run_dir)
 
 
 # ---------------------------------------------------------------------------- archetypes

@@ -7,7 +7,9 @@ and, where the YAML has one, the line (``tree.birth_rate (line 4): must be > 0, 
 
 from __future__ import annotations
 
+import difflib
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +22,7 @@ from evosim.errors import ScenarioError
 __all__ = [
     "AnalysisConfig",
     "AutoencoderConfig",
+    "BASELINE_NAMES",
     "MetaConfig",
     "PopulationConfig",
     "Scenario",
@@ -40,12 +43,28 @@ class _Section(BaseModel):
 class TreeConfig(_Section):
     """How the species tree grows (``tree:``)."""
 
-    model: Literal["yule", "birth_death", "coalescent", "newick"] = "birth_death"
-    n_species: int = Field(32, ge=2, le=10_000_000)
-    birth_rate: float = Field(1.0, gt=0)
-    death_rate: float = Field(0.2, ge=0)
-    population_size: float = Field(1.0, gt=0)
-    newick: str | None = None
+    model: Literal["yule", "birth_death", "coalescent", "newick"] = Field(
+        "birth_death",
+        description="how the tree grows: pure birth (yule), birth and death (birth_death), "
+        "Kingman's coalescent, or a tree given in tree.newick",
+    )
+    n_species: int = Field(
+        32, ge=2, le=10_000_000, description="extant species: the leaves to recover"
+    )
+    birth_rate: float = Field(
+        1.0, gt=0, description="speciation rate per lineage per unit time (yule, birth_death)"
+    )
+    death_rate: float = Field(
+        0.2, ge=0, description="extinction rate per lineage per unit time (birth_death)"
+    )
+    population_size: float = Field(
+        1.0, gt=0, description="coalescent: effective population size (time scale)"
+    )
+    newick: str | None = Field(
+        None,
+        description="newick: the tree in Newick; its leaves (unique names) are the species "
+        "and branch lengths are times",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TreeConfig:
@@ -55,27 +74,47 @@ class TreeConfig(_Section):
             )
         if self.model == "newick" and not self.newick:
             raise _FieldError("newick", "is required when tree.model is newick")
+        if self.newick:
+            _check_newick(self.newick)
         return self
 
 
 class PopulationConfig(_Section):
     """The population-genetic engine (``traits.population``, for ``traits.model: population``)."""
 
-    size: int = Field(200, ge=2)
-    generations_per_time: int = Field(100, ge=1)
-    founder_size: int = Field(50, ge=1)
-    mutation_sigma: float = Field(0.05, ge=0)
-    mutation_rate: float = Field(1.0, ge=0, le=1)
-    recombination: float = Field(0.0, ge=0, le=1)
-    fitness: Literal["neutral", "stabilizing"] = "stabilizing"
-    selection_strength: float = Field(0.5, ge=0)
-    optimum_sigma: float = Field(1.0, ge=0)
-    optimum_shift: float = Field(0.0, ge=0)
+    size: int = Field(200, ge=2, description="individuals per population (per lineage)")
+    generations_per_time: int = Field(
+        100, ge=1, description="generations per unit of branch length"
+    )
+    founder_size: int = Field(
+        50, ge=1, description="individuals founding each daughter population at a speciation"
+    )
+    mutation_sigma: float = Field(0.05, ge=0, description="sd of a mutation's effect on a trait")
+    mutation_rate: float = Field(
+        1.0, ge=0, le=1, description="probability that a gene mutates, per generation"
+    )
+    recombination: float = Field(
+        0.0, ge=0, le=1, description="probability that a pair of offspring recombines"
+    )
+    fitness: Literal["neutral", "stabilizing"] = Field(
+        "stabilizing", description="neutral (pure drift) or stabilizing selection to an optimum"
+    )
+    selection_strength: float = Field(
+        0.5, ge=0, description="stabilizing: w(x) = exp(-strength ||x - optimum||^2 / 2)"
+    )
+    optimum_sigma: float = Field(
+        1.0, ge=0, description="Brownian drift of the optimum: sd per unit sqrt-time per trait"
+    )
+    optimum_shift: float = Field(
+        0.0, ge=0, description="sd of the optimum's jump in each daughter at a speciation"
+    )
     selection: Literal["wright_fisher", "tournament"] = Field(
         "wright_fisher", description="fitness-proportional Wright-Fisher sampling or tournaments"
     )
-    tournament_size: int = Field(2, ge=1)
-    workers: int | None = Field(None, ge=1)
+    tournament_size: int = Field(2, ge=1, description="tournament selection: contestants")
+    workers: int | None = Field(
+        None, ge=1, description="processes evolving lineages in parallel; null: automatic"
+    )
     engine: Literal["numpy", "deap"] = Field(
         "numpy", description="vectorised operators on numpy Generators, or DEAP's stock operators"
     )
@@ -92,17 +131,34 @@ class PopulationConfig(_Section):
 class TraitsConfig(_Section):
     """How traits drift along the tree (``traits:``)."""
 
-    model: Literal["brownian", "ou", "early_burst", "jumps", "population", "tradeoff"] = "brownian"
-    dim: int = Field(8, ge=1)
-    sigma: float = Field(1.0, gt=0)
-    root: float | list[float] = 0.0
-    correlation: list[list[float]] | None = None
-    alpha: float = Field(0.5, gt=0)
-    theta: float | list[float] = 0.0
+    model: Literal["brownian", "ou", "early_burst", "jumps", "population", "tradeoff"] = Field(
+        "brownian",
+        description="Brownian motion, Ornstein-Uhlenbeck (ou), early burst, Brownian motion "
+        "with jumps, the population-genetic engine (traits.population), or selection toward "
+        "the Pareto front of several tasks (tradeoff)",
+    )
+    dim: int = Field(8, ge=1, description="traits per species")
+    sigma: float = Field(1.0, gt=0, description="rate: variance sigma^2 per unit time per trait")
+    root: float | list[float] = Field(
+        0.0, description="the root's traits: one number for all, or a list of dim numbers"
+    )
+    correlation: list[list[float]] | None = Field(
+        None,
+        description="dim x dim correlation matrix of the traits' changes; null: independent",
+    )
+    alpha: float = Field(0.5, gt=0, description="ou: pull toward theta per unit time")
+    theta: float | list[float] = Field(
+        0.0, description="ou: the optimum, one number or a list of dim numbers"
+    )
     decay: float = Field(-1.0, lt=0, description="early burst: rate sigma^2 exp(decay t)")
-    jump_probability: float = Field(0.5, ge=0, le=1)
-    jump_scale: float = Field(1.0, ge=0)
-    population: PopulationConfig = Field(default_factory=PopulationConfig)
+    jump_probability: float = Field(
+        0.5, ge=0, le=1, description="jumps: probability of a jump at the start of each branch"
+    )
+    jump_scale: float = Field(1.0, ge=0, description="jumps: sd of a jump in each trait")
+    population: PopulationConfig = Field(
+        default_factory=PopulationConfig,
+        description="settings of the population engine (traits.model: population)",
+    )
     # tradeoff: selection toward the Pareto front of several tasks (evosim.evolve.tradeoff)
     tasks: int = Field(
         3, ge=2, description="tradeoff: number of tasks, whose optima are the archetypes"
@@ -147,42 +203,83 @@ class TraitsConfig(_Section):
 class SpeciesConfig(_Section):
     """How a species' trait vector becomes a class of instances (``species:``)."""
 
-    family: Literal["development", "circles", "outline"] = "development"
-    instances: int = Field(512, ge=2)
-    ambient_dim: int = Field(32, ge=1)
-    individual_variation: float = Field(0.1, ge=0)
-    noise: float = Field(0.01, ge=0)
-    instance_latent: int = Field(1, ge=1, description="per-instance hidden variables")
-    development_hidden: int = Field(64, ge=1)
-    outline_points: int = Field(32, ge=4)
+    family: Literal["development", "circles", "outline"] = Field(
+        "development",
+        description="development: a fixed random genotype-to-phenotype network; circles: "
+        "2-D points on circles; outline: 2-D closed shapes from Fourier harmonics",
+    )
+    instances: int = Field(512, ge=2, description="instances (individuals) per species")
+    ambient_dim: int = Field(
+        32, ge=1, description="development: D, the length of one instance vector"
+    )
+    individual_variation: float = Field(
+        0.1, ge=0, description="sd of an individual's traits around its species' traits"
+    )
+    noise: float = Field(0.01, ge=0, description="observation noise sd on each coordinate")
+    instance_latent: int = Field(
+        1, ge=1, description="development: per-instance hidden variables (e.g. age, pose)"
+    )
+    development_hidden: int = Field(
+        64, ge=1, description="development: hidden width of the genotype-to-phenotype network"
+    )
+    outline_points: int = Field(
+        32, ge=4, description="outline: points along each outline (D = 2 x outline_points)"
+    )
 
 
 class AutoencoderConfig(_Section):
     """One AE per species (``autoencoder:``)."""
 
-    variant: Literal["plain", "denoising", "sparse", "contractive", "variational"] = "plain"
-    hidden: list[int] = Field(default_factory=lambda: [64])
-    latent: int = Field(2, ge=1)
-    activation: Literal["relu", "tanh", "elu", "gelu", "softplus", "sigmoid"] = "elu"
-    steps: int = Field(2000, ge=1)
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    validation_fraction: float = Field(0.1, ge=0, lt=1)
-    init: Literal["shared", "independent"] = "shared"
-    replicates: int = Field(1, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
+    variant: Literal["plain", "denoising", "sparse", "contractive", "variational"] = Field(
+        "plain", description="the kind of autoencoder every species gets"
+    )
+    hidden: list[int] = Field(
+        default_factory=lambda: [64], description="encoder hidden widths (the decoder mirrors)"
+    )
+    latent: int = Field(2, ge=1, description="code size of each species' AE")
+    activation: Literal["relu", "tanh", "elu", "gelu", "softplus", "sigmoid"] = Field(
+        "elu", description="activation of the hidden layers"
+    )
+    steps: int = Field(2000, ge=1, description="training steps (minibatches) per AE")
+    batch_size: int = Field(128, ge=1, description="instances per minibatch")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")
+    validation_fraction: float = Field(
+        0.1, ge=0, lt=1, description="share of each species' instances held out for validation"
+    )
+    init: Literal["shared", "independent"] = Field(
+        "shared",
+        description="shared: every species' AE starts from the same weights; independent: "
+        "each from its own",
+    )
+    replicates: int = Field(
+        1, ge=1, description="AEs trained per species (enables bootstrap support)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where the AEs train; auto: CUDA when present (--device overrides)"
+    )
+    precision: Literal["fp32", "tf32", "bf16"] = Field(
+        "fp32",
+        description="fp32; tf32 (CUDA matrix products); bf16 (bfloat16 layers, float32 weights)",
+    )
     compile: bool | Literal["auto"] = Field(
         "auto", description="torch.compile the step; auto: on CUDA, and on CPU for long runs"
     )
     corruption: float = Field(0.1, ge=0, description="denoising: input noise std")
-    sparsity: Literal["l1", "kl"] = "l1"
-    sparsity_weight: float = Field(1e-3, ge=0)
-    sparsity_target: float = Field(0.05, gt=0, lt=1)
-    contractive_weight: float = Field(1e-3, ge=0)
-    kl_weight: float = Field(1e-3, ge=0)
-    checkpoint_every: int = Field(500, ge=1)
+    sparsity: Literal["l1", "kl"] = Field(
+        "l1", description="sparse: L1 on the code, or KL to sparsity_target"
+    )
+    sparsity_weight: float = Field(1e-3, ge=0, description="sparse: weight of the penalty")
+    sparsity_target: float = Field(
+        0.05, gt=0, lt=1, description="sparse (kl): target mean activation"
+    )
+    contractive_weight: float = Field(
+        1e-3, ge=0, description="contractive: weight of the Jacobian penalty"
+    )
+    kl_weight: float = Field(1e-3, ge=0, description="variational: weight of the KL term")
+    checkpoint_every: int = Field(
+        500, ge=1, description="steps between training checkpoints (for --resume)"
+    )
     chunk_size: int | None = Field(None, ge=1, description="species per chunk; None = automatic")
 
     @field_validator("compile", mode="before")
@@ -203,26 +300,46 @@ class AutoencoderConfig(_Section):
 class MetaConfig(_Section):
     """The meta-autoencoder over the trained AEs (``meta:``)."""
 
-    representation: Literal["raw", "aligned", "functional"] = "functional"
+    representation: Literal["raw", "aligned", "functional"] = Field(
+        "functional",
+        description="what the MAE reads of each AE: raw weights, weights aligned to a "
+        "reference, or its outputs on shared probe inputs",
+    )
     standardize: Literal["block", "feature"] = Field(
         "block", description="scale each block of features together, or z-score each feature"
     )
-    latent: int | Literal["auto"] = 16
-    prior: Literal["none", "variational", "archetypal"] = "none"
-    steps: int = Field(1000, ge=1)
-    hidden: list[int] = Field(default_factory=lambda: [128])
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    kl_weight: float = Field(1e-3, ge=0)
-    functional_weight: float = Field(0.0, ge=0)
-    contrastive_weight: float = Field(0.0, ge=0)
+    latent: int | Literal["auto"] = Field(
+        16, description="MAE code size, or auto (chosen by held-out reconstruction)"
+    )
+    prior: Literal["none", "variational", "archetypal"] = Field(
+        "none", description="prior on the code: none, a Gaussian (variational) or archetypes"
+    )
+    steps: int = Field(1000, ge=1, description="MAE training steps")
+    hidden: list[int] = Field(
+        default_factory=lambda: [128], description="MAE encoder hidden widths"
+    )
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
+    kl_weight: float = Field(1e-3, ge=0, description="variational prior: weight of the KL term")
+    functional_weight: float = Field(
+        0.0,
+        ge=0,
+        description="raw/aligned: weight of matching the decoded AE's outputs on the probes",
+    )
+    contrastive_weight: float = Field(
+        0.0, ge=0, description="weight of the contrastive loss pulling replicates together"
+    )
     distance_weight: float = Field(
         1.0, ge=0, description="keep pairwise distances of the codes like the representation's"
     )
-    probes: int = Field(256, ge=1)
-    off_manifold_fraction: float = Field(0.25, ge=0, le=1)
-    archetypes: int = Field(4, ge=2)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    probes: int = Field(256, ge=1, description="shared probe inputs (functional)")
+    off_manifold_fraction: float = Field(
+        0.25, ge=0, le=1, description="share of probes drawn off the data (random directions)"
+    )
+    archetypes: int = Field(4, ge=2, description="archetypal prior: number of archetypes")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where the MAE trains; auto: CUDA when present (--device overrides)"
+    )
 
     @field_validator("latent")
     @classmethod
@@ -235,27 +352,112 @@ class MetaConfig(_Section):
 class AnalysisConfig(_Section):
     """Latent space -> tree -> scores (``analysis:``)."""
 
-    method: Literal["nj", "upgma"] = "nj"
-    baselines: list[str] | Literal["all"] = "all"
-    mantel_permutations: int = Field(999, ge=0)
-    random_trees: int = Field(100, ge=1)
+    method: Literal["nj", "upgma"] = Field(
+        "nj",
+        description="tree from distances: neighbour joining (unrooted) or UPGMA (rooted)",
+    )
+    baselines: list[str] | Literal["all"] = Field(
+        "all", description="baselines scored beside the MAE: a list of names, or all"
+    )
+    mantel_permutations: int = Field(
+        999, ge=0, description="permutations of the Mantel test (0: no p-value)"
+    )
+    random_trees: int = Field(
+        100, ge=1, description="random trees averaged for the chance baseline"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="where the analysis computes (energy distances, Mantel tests); auto: "
+        "CUDA when present (--device overrides)",
+    )
+
+    @field_validator("baselines")
+    @classmethod
+    def _known_baselines(cls, v: list[str] | str) -> list[str] | str:
+        if isinstance(v, list):
+            unknown = [b for b in v if b not in BASELINE_NAMES]
+            if unknown:
+                raise ValueError(
+                    f"unknown baseline {unknown[0]!r}{_did_you_mean(unknown[0], BASELINE_NAMES)}"
+                    f" (choose from {', '.join(BASELINE_NAMES)})"
+                )
+        return v
 
 
 class Scenario(_Section):
     """A whole evolution scenario. Sections mirror the pipeline stages."""
 
-    name: str = "scenario"
-    seed: int = Field(default_factory=lambda: secrets.randbelow(2**31), ge=0, lt=2**63)
-    tree: TreeConfig = Field(default_factory=TreeConfig)
-    traits: TraitsConfig = Field(default_factory=TraitsConfig)
-    species: SpeciesConfig = Field(default_factory=SpeciesConfig)
-    autoencoder: AutoencoderConfig = Field(default_factory=AutoencoderConfig)
-    meta: MetaConfig = Field(default_factory=MetaConfig)
-    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    name: str = Field("scenario", description="the scenario's name (default: the file's name)")
+    seed: int = Field(
+        default_factory=lambda: secrets.randbelow(2**31),
+        ge=0,
+        lt=2**63,
+        description="seeds everything; when missing, drawn once and written into the run",
+        json_schema_extra={"x-default": "drawn at random"},
+    )
+    tree: TreeConfig = Field(default_factory=TreeConfig, description="the species tree")
+    traits: TraitsConfig = Field(
+        default_factory=TraitsConfig, description="traits evolving along the tree"
+    )
+    species: SpeciesConfig = Field(
+        default_factory=SpeciesConfig, description="from traits to each species' instances"
+    )
+    autoencoder: AutoencoderConfig = Field(
+        default_factory=AutoencoderConfig, description="one autoencoder per species"
+    )
+    meta: MetaConfig = Field(
+        default_factory=MetaConfig, description="the meta-autoencoder over the trained AEs"
+    )
+    analysis: AnalysisConfig = Field(
+        default_factory=AnalysisConfig, description="inferred tree, scores and baselines"
+    )
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved scenario as plain data (every default filled in)."""
         return self.model_dump(mode="json")
+
+
+#: Baseline names accepted by ``analysis.baselines`` (those of :mod:`evosim.analysis.baselines`).
+BASELINE_NAMES = (
+    "traits",
+    "data_mean",
+    "data_distribution",
+    "raw_weights",
+    "weight_stats",
+    "functional",
+    "pca",
+    "untrained_mae",
+    "random",
+)
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices``, or ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _fields_at(loc: tuple[str | int, ...]) -> list[str]:
+    """The field names of the section at ``loc`` (e.g. ``("tree",)``) of a Scenario."""
+    model: Any = Scenario
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))
+
+
+def _check_newick(text: str) -> None:
+    """Raise ``_FieldError("newick", ...)`` unless ``text`` is a tree with unique leaf names."""
+    from evosim.phylo import Phylogeny
+
+    try:
+        tree = Phylogeny.from_newick(text)
+    except ValueError as exc:  # NewickError, duplicate leaf names
+        raise _FieldError("newick", str(exc).splitlines()[0]) from None
+    if len(tree.leaves) < 2:
+        raise _FieldError("newick", f"must have at least 2 leaves, got {len(tree.leaves)}")
 
 
 class _FieldError(ValueError):
@@ -324,7 +526,12 @@ def _describe(error: dict[str, Any]) -> str:
         key, op = _BOUNDS[kind]
         return f"must be {op} {ctx.get(key):g}, got {value!r}"
     if kind == "extra_forbidden":
-        return "unknown field (check the spelling; see DESIGN.md for the fields)"
+        loc = error["loc"]
+        hint = _did_you_mean(str(loc[-1]), _fields_at(loc[:-1]))
+        section = ".".join(str(p) for p in loc[:-1])
+        return f"unknown field{hint} (`evosim fields {section}` lists the fields)".replace(
+            " ` lists", "` lists"
+        )
     if kind == "missing":
         return "is required"
     if kind == "literal_error":
@@ -425,7 +632,7 @@ def load_scenario(path: str | Path) -> Scenario:
     Parameters
     ----------
     path
-        A YAML file (format in DESIGN.md).
+        A YAML file (fields in docs/scenario-reference.md, or ``evosim fields``).
 
     Returns
     -------

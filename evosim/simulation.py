@@ -34,7 +34,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from evosim import runio, seeding
-from evosim.scenario import Scenario, dump_scenario, load_scenario
+from evosim.errors import FileFormatError, RunDirectoryError, ScenarioError
+from evosim.scenario import Scenario, dump_scenario, parse_scenario
 from evosim.species import Family, make_family
 
 __all__ = ["Simulation", "simulate", "write_simulation", "load_simulation"]
@@ -130,7 +131,8 @@ def _sample_instances(
 ) -> np.ndarray:
     out = np.empty((len(species), family.config.instances, family.dim), dtype=np.float32)
     show = progress and len(species) >= PROGRESS_MIN_SPECIES
-    for i, name in enumerate(tqdm(species, desc="instances", unit="species", disable=not show)):
+    bar = tqdm(species, desc="instances", unit="species", disable=None if show else True)
+    for i, name in enumerate(bar):
         ind = None if individuals is None else individuals.get(name)
         out[i] = family.instances(name, traits[name], individuals=ind)
     return out
@@ -275,6 +277,10 @@ def write_simulation(sim: Simulation, out_dir: str | Path) -> list[Path]:
     return paths
 
 
+#: What to do about a damaged simulation file.
+_RERUN = "the file is damaged: simulate again (evosim run --force)"
+
+
 def _write_tasks(sim: Simulation, out: Path) -> list[Path]:
     optima = np.atleast_2d(sim.task_optima)
     lines = [",".join(["task", *(f"trait_{j + 1}" for j in range(optima.shape[1]))])]
@@ -296,24 +302,53 @@ def _read_rows(path: Path, first: str) -> tuple[list[str], np.ndarray]:
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     if not rows or rows[0][:1] != [first]:
-        raise ValueError(f"{path}: expected a header starting with {first!r}")
+        raise FileFormatError(f"{path}: expected a header starting with {first!r}", hint=_RERUN)
     try:
         values = np.array([[float(v) for v in row[1:]] for row in rows[1:]], dtype=np.float64)
     except ValueError:
-        raise ValueError(f"{path}: a value is not a number") from None
+        raise FileFormatError(f"{path}: a value is not a number", hint=_RERUN) from None
     return [row[0] for row in rows[1:]], values
 
 
 def _read_traits(path: Path) -> dict[str, np.ndarray]:
+    text = runio.read_text(path)
+    if not text.endswith("\n"):
+        raise FileFormatError(f"{path}: ends mid-row (the file is truncated)", hint=_RERUN)
+    rows = list(csv.reader(io.StringIO(text)))
+    header = rows[0] if rows else []
+    if header[:2] != ["node", "time"]:
+        raise FileFormatError(f"{path}: expected columns node,time,trait_1.., got {header[:2]}")
     traits: dict[str, np.ndarray] = {}
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader)
-        if header[:2] != ["node", "time"]:
-            raise ValueError(f"{path}: expected columns node,time,trait_1.., got {header[:2]}")
-        for row in reader:
+    for line, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise FileFormatError(
+                f"{path}: line {line} has {len(row)} fields, the header {len(header)}",
+                hint=_RERUN,
+            )
+        try:
             traits[row[0]] = np.array([float(v) for v in row[2:]], dtype=np.float64)
+        except ValueError:
+            raise FileFormatError(f"{path}: line {line} holds a value that is no number") from None
     return traits
+
+
+def _read_npz(path: Path, keys: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` written by :func:`write_simulation` (no pickles)."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            names = list(data.files) if keys is None else keys
+            return {k: np.asarray(data[k]) for k in names}
+    except FileNotFoundError:
+        raise RunDirectoryError(f"{path}: no such file") from None
+    except KeyError as exc:
+        raise FileFormatError(f"{path}: lacks the array {exc}", hint=_RERUN) from None
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise FileFormatError(
+            f"{path}: unreadable (truncated or not an evosim file: {reason[:100]})", hint=_RERUN
+        ) from None
 
 
 def _read_log(path: Path) -> list[dict[str, Any]]:
@@ -345,36 +380,58 @@ def load_simulation(run_dir: str | Path) -> Simulation:
 
     Raises
     ------
-    FileNotFoundError
+    RunDirectoryError
         A required file is missing.
-    ValueError
-        The files disagree with each other.
+    FileFormatError
+        A file is damaged or truncated, or the files disagree with each other (the
+        message names the file).
     """
     from evosim.phylo import Phylogeny
 
     run_dir = Path(run_dir)
     for name in ("scenario.yaml", "true_tree_full.nwk", "traits.csv", "instances.npz"):
         if not (run_dir / name).exists():
-            raise FileNotFoundError(f"{run_dir / name} (not a simulated run directory?)")
-    scenario = load_scenario(run_dir / "scenario.yaml")
-    tree = Phylogeny.from_newick((run_dir / "true_tree_full.nwk").read_text(encoding="utf-8"))
-    with np.load(run_dir / "instances.npz", allow_pickle=False) as data:
-        instances = np.asarray(data["instances"], dtype=np.float32)
-        species = [str(s) for s in data["species"]]
+            raise RunDirectoryError(f"{run_dir / name}: no such file (not a simulated run?)")
+    try:
+        scenario = parse_scenario(runio.read_text(run_dir / "scenario.yaml"), name=run_dir.name)
+    except ScenarioError as exc:
+        raise FileFormatError(f"{run_dir / 'scenario.yaml'}: {exc}") from None
+    try:
+        tree = Phylogeny.from_newick(runio.read_text(run_dir / "true_tree_full.nwk"))
+    except ValueError as exc:
+        raise FileFormatError(
+            f"{run_dir / 'true_tree_full.nwk'}: {str(exc).splitlines()[0]}", hint=_RERUN
+        ) from None
+    data = _read_npz(run_dir / "instances.npz", ["instances", "species"])
+    instances = np.asarray(data["instances"], dtype=np.float32)
+    species = [str(s) for s in data["species"]]
+    if instances.ndim != 3 or instances.shape[0] != len(species):
+        raise FileFormatError(
+            f"{run_dir / 'instances.npz'}: instances of shape {instances.shape} do not match "
+            f"its {len(species)} species",
+            hint=_RERUN,
+        )
     extant = set(species)
     for leaf in tree.leaves:
         tree.graph.nodes[leaf]["extinct"] = leaf not in extant
     traits = _read_traits(run_dir / "traits.csv")
     missing = set(tree.graph.nodes) - set(traits)
     if missing:
-        raise ValueError(f"{run_dir / 'traits.csv'} lacks nodes of the tree, e.g. {min(missing)!r}")
+        raise FileFormatError(
+            f"{run_dir / 'traits.csv'}: lacks nodes of the tree in true_tree_full.nwk, "
+            f"e.g. {min(missing)!r}",
+            hint=_RERUN,
+        )
     if not extant <= set(tree.leaves):
-        raise ValueError(f"{run_dir}: instances.npz names species that are not leaves of the tree")
+        raise FileFormatError(
+            f"{run_dir / 'instances.npz'}: names species that are not leaves of true_tree_full.nwk",
+            hint=_RERUN,
+        )
     individuals = None
     if (run_dir / "individuals.npz").exists():
-        with np.load(run_dir / "individuals.npz", allow_pickle=False) as data:
-            nodes = [str(n) for n in data["nodes"]]
-            individuals = {n: np.asarray(data[f"node_{i}"]) for i, n in enumerate(nodes)}
+        data = _read_npz(run_dir / "individuals.npz")
+        nodes = [str(n) for n in data["nodes"]]
+        individuals = {n: np.asarray(data[f"node_{i}"]) for i, n in enumerate(nodes)}
     population_log = None
     if (run_dir / "population_log.csv").exists():
         population_log = _read_log(run_dir / "population_log.csv")

@@ -10,13 +10,14 @@ import pytest
 import torch
 from scipy.stats import energy_distance, pearsonr
 
-from evosim.analysis import BASELINES, METRICS, analyse, mantel, plot_report, score_distances
+from evosim.analysis import BASELINES, METRICS, Report, analyse, mantel, score_distances
 from evosim.analysis.baselines import energy_distances, weight_statistics
 from evosim.analysis.metrics import euclidean, patristic
 from evosim.analysis.support import bootstrap_support, noise_floor, splits, support_newick
 from evosim.meta import fit_meta_autoencoder
 from evosim.phylo import Phylogeny
 from evosim.scenario import (
+    BASELINE_NAMES,
     AnalysisConfig,
     AutoencoderConfig,
     MetaConfig,
@@ -24,6 +25,7 @@ from evosim.scenario import (
     SpeciesConfig,
     TraitsConfig,
     TreeConfig,
+    dump_scenario,
 )
 from evosim.simulation import simulate
 from evosim.train import train_autoencoders
@@ -175,8 +177,10 @@ def tiny():
 
 
 def test_analyse_end_to_end_and_files(tiny, tmp_path):
+    from evosim.pipeline import draw_figures
+
     sc, sim, bank, meta = tiny
-    report = analyse(sim, bank, meta, sc.analysis, seed=sc.seed)
+    report = analyse(sim, bank, meta, sc.analysis, seed=sc.seed, progress=False)
     assert set(report.baselines) == set(BASELINES)
     for scores in [report.metrics, *report.baselines.values()]:
         assert set(scores) == set(METRICS) and scores["triplet"] is None
@@ -187,17 +191,17 @@ def test_analyse_end_to_end_and_files(tiny, tmp_path):
     ] == len(report.support)
     assert 0 < report.noise_floor["ratio"]
     report.timings["train"] = 1.0
-    report.write(tmp_path)
+    written = report.write(tmp_path)
+    assert not [p for p in written if p.suffix in (".png", ".svg")]  # Report writes data only
     for name in (
         "inferred_tree.nwk",
         "latents.csv",
         "metrics.json",
         "report.md",
-        "figures/tanglegram.png",
-        "figures/latent_space.png",
-        "figures/distance_scatter.png",
-        "figures/ae_losses.png",
-        "figures/mae_training.png",
+        "trees.nex",
+        "latent_distances.tsv",
+        "true_distances.tsv",
+        *(f"baselines/{b}.nwk" for b in BASELINES if b != "random"),
     ):
         assert (tmp_path / name).stat().st_size > 0, name
     data = json.loads((tmp_path / "metrics.json").read_text())
@@ -208,11 +212,64 @@ def test_analyse_end_to_end_and_files(tiny, tmp_path):
     assert header == "species," + ",".join(f"z_{i + 1}" for i in range(meta.latent_dim))
     inferred = Phylogeny.from_newick((tmp_path / "inferred_tree.nwk").read_text())
     assert sorted(inferred.leaves) == sorted(sim.species)
+    assert not inferred.rooted  # NJ: written with [&U], so `evosim compare` reads it unrooted
     # `evosim plot` redraws from the files alone
     (tmp_path / "true_tree.nwk").write_text(sim.extant_tree().to_newick())
-    for png in (tmp_path / "figures").glob("*.png"):
-        png.unlink()
-    assert len(plot_report(tmp_path)) == 5
+    (tmp_path / "scenario.yaml").write_text(dump_scenario(sc))
+    back = Report.from_run_dir(tmp_path)
+    assert back.species == report.species and back.metrics == data["mae"]
+    np.testing.assert_allclose(back.latents, report.latents, rtol=1e-7)
+    np.testing.assert_array_equal(back.latent_distances, report.latent_distances)
+    paths = draw_figures(back, tmp_path / "figures")
+    assert len(paths) == 5
+    for png in paths:
+        assert png.suffix == ".png" and png.with_suffix(".svg").stat().st_size > 0
+
+
+def test_distance_matrices_are_read_by_scikit_bio_and_trees_nexus_by_dendropy(tiny, tmp_path):
+    dendropy = pytest.importorskip("dendropy")
+    skbio = pytest.importorskip("skbio")
+    sc, sim, bank, meta = tiny
+    report = analyse(sim, bank, meta, sc.analysis, progress=False)
+    report.write(tmp_path)
+    for name, d in (
+        ("latent_distances", report.latent_distances),
+        ("true_distances", report.true_distances),
+    ):
+        dm = skbio.DistanceMatrix.read(str(tmp_path / f"{name}.tsv"), format="lsmat")
+        assert list(dm.ids) == report.species
+        np.testing.assert_array_equal(dm.data, d)  # repr floats: exact round trip
+    trees = dendropy.TreeList.get(path=str(tmp_path / "trees.nex"), schema="nexus")
+    labels = [t.label for t in trees]
+    assert labels[:2] == ["true", "inferred"]
+    assert trees[0].is_rooted and not trees[1].is_rooted  # [&R] true tree, [&U] NJ tree
+    assert {f"baseline_{b}" for b in BASELINES if b != "random"} <= set(labels)
+    for tree in trees:
+        assert sorted(t.label for t in tree.taxon_namespace) == sorted(report.species)
+
+
+def test_report_shows_quartet_se_and_not_applicable_baselines(tmp_path):
+    # Large trees get a sampled quartet distance with its standard error: both reach
+    # metrics.json and report.md; a baseline that cannot apply says why in its row.
+    tree = Phylogeny.from_newick("((A:1,B:1):1,(C:1,D:1):1);")
+    metrics = {k: 0.5 for k in METRICS} | {"triplet": None, "quartet_se": 0.0123}
+    report = Report(
+        inferred_tree=tree,
+        metrics=metrics,
+        baselines={"raw_weights": {"not_applicable": "mixed AE architectures"}},
+        species=["A", "B", "C", "D"],
+        latents=np.zeros((4, 2)),
+        true_tree=tree,
+        method="nj",
+    )
+    report.write(tmp_path)
+    data = json.loads((tmp_path / "metrics.json").read_text())
+    assert data["mae"]["quartet_se"] == 0.0123
+    assert data["baselines"]["raw_weights"] == {"not_applicable": "mixed AE architectures"}
+    text = (tmp_path / "report.md").read_text()
+    assert "0.500 ± 0.012" in text
+    assert "| raw weights | not applicable: mixed AE architectures |" in text
+    assert "`quartet_se`" in text
 
 
 def test_no_leak_relabelling_truth_changes_scores_not_latents(tiny):
@@ -237,6 +294,35 @@ def test_bad_input(tiny):
     sc, sim, bank, meta = tiny
     with pytest.raises(ValueError, match="unknown baseline"):
         analyse(sim, bank, meta, AnalysisConfig(baselines=["nope"]))
+
+
+def test_scenario_knows_every_baseline():
+    # analysis.baselines is checked by `evosim validate` against this list.
+    assert tuple(BASELINE_NAMES) == tuple(BASELINES)
+
+
+def test_analyse_takes_the_runs_seed_and_an_explicit_device(tiny):
+    sc, sim, bank, meta = tiny
+    cfg = sc.analysis.model_copy(update={"baselines": ["data_distribution", "random"]})
+    implicit = analyse(sim, bank, meta, cfg, progress=False)
+    explicit = analyse(sim, bank, meta, cfg, seed=sc.seed, device="cpu", progress=False)
+    other = analyse(sim, bank, meta, cfg, seed=sc.seed + 1, progress=False)
+    assert implicit.metrics == explicit.metrics and implicit.baselines == explicit.baselines
+    # the seed is used: the random trees differ
+    assert implicit.baselines["random"] != other.baselines["random"]
+    assert implicit.seed == sc.seed and explicit.devices == {"analysis": "cpu"}
+    with pytest.raises(TypeError):
+        analyse(sim, bank, meta, cfg, sc.seed)  # options are keyword-only
+
+
+def test_energy_distances_run_where_they_are_told():
+    x = np.random.default_rng(0).normal(size=(3, 20, 2)).astype(np.float32)
+    a = energy_distances(x, np.random.default_rng(1), device="cpu")
+    b = energy_distances(x, np.random.default_rng(1), device=torch.device("cpu"))
+    np.testing.assert_array_equal(a, b)
+    if not torch.cuda.is_available():
+        with pytest.raises((RuntimeError, AssertionError)):
+            energy_distances(x, np.random.default_rng(1), device="cuda")  # no silent fallback
 
 
 def test_random_tree_expected_quartet_is_two_thirds():
@@ -296,3 +382,18 @@ def test_random_tree_mantel_p_has_its_null_mean():
         true_distances=patristic(big, sp),
     )
     assert s["mantel_p"] == 101 / 200
+
+
+def test_nexus_keeps_underscores_and_rooting_for_strict_readers(tmp_path):
+    dendropy = pytest.importorskip("dendropy")
+    from evosim.analysis.report import _nexus
+
+    rooted = "((Homo_sapiens:1,Pan_troglodytes:1)0.9:1,'Gorilla gorilla':2);"
+    unrooted = "[&U] (Homo_sapiens:1,Pan_troglodytes:1,'Gorilla gorilla':2);"
+    path = tmp_path / "t.nex"
+    taxa = ["Homo_sapiens", "Pan_troglodytes", "Gorilla gorilla"]
+    path.write_text(_nexus(taxa, [("true_tree", rooted, True), ("nj_tree", unrooted, False)]))
+    trees = dendropy.TreeList.get(path=str(path), schema="nexus")
+    assert [t.label for t in trees] == ["true_tree", "nj_tree"]
+    assert trees[0].is_rooted and not trees[1].is_rooted
+    assert sorted(t.label for t in trees.taxon_namespace) == sorted(taxa)

@@ -97,6 +97,17 @@ BAD = [
     ),
     ("meta:\n  latent: 0\n", "meta.latent (line 2): must be >= 1 or 'auto', got 0"),
     ("seed: -3\n", "seed (line 1): must be >= 0, got -3"),
+    (
+        "tree:\n  model: newick\n  newick: '((A:1,B:1):1,C:2'\n",
+        "tree.newick (line 3): invalid Newick",
+    ),
+    (
+        "tree:\n  model: newick\n  newick: '((A:1,B:1):1,(A:1,C:1):1);'\n",
+        "tree.newick (line 3): duplicate leaf",
+    ),
+    ("tree:\n  newick: 'A;'\n", "tree.newick (line 2): must have at least 2 leaves"),
+    ("analysis:\n  baselines: [trait]\n", "analysis.baselines (line 2): unknown baseline 'trait'"),
+    ("analysis:\n  device: gpu\n", "analysis.device (line 2): must be one of"),
 ]
 
 
@@ -152,3 +163,29 @@ def test_cli_missing_file_exits_2(tmp_path):
     result = _cli("validate", str(tmp_path / "missing.yaml"))
     assert result.returncode == 2 and "no such file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "suggestion"),
+    [
+        ("tree:\n  brith_rate: 1\n", "did you mean 'birth_rate'?"),
+        ("tre:\n  n_species: 4\n", "did you mean 'tree'?"),
+        ("traits:\n  population:\n    sise: 4\n", "did you mean 'size'?"),
+        ("analysis:\n  baselines: [trait]\n", "did you mean 'traits'?"),
+    ],
+)
+def test_unknown_fields_get_a_did_you_mean(text, suggestion):
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text)
+    assert suggestion in str(info.value)
+    assert "DESIGN" not in str(info.value)
+
+
+def test_unknown_field_far_from_every_name_gets_no_guess():
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario("tree:\n  zzzzzz: 1\n")
+    assert "did you mean" not in str(info.value) and "evosim fields tree" in str(info.value)
+
+
+def test_analysis_device_defaults_to_auto():
+    assert parse_scenario("seed: 1\n").analysis.device == "auto"

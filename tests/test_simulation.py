@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from evosim.errors import RunDirectoryError
 from evosim.scenario import Scenario, load_scenario
 from evosim.simulation import Simulation, load_simulation, simulate, write_simulation
 from evosim.species import make_family
@@ -102,7 +103,7 @@ def test_round_trip(sim: Simulation, tmp_path: Path):
 
 
 def test_load_refuses_an_incomplete_run_dir(tmp_path: Path):
-    with pytest.raises(FileNotFoundError, match="scenario.yaml"):
+    with pytest.raises(RunDirectoryError, match="scenario.yaml"):
         load_simulation(tmp_path)
 
 
@@ -165,7 +166,8 @@ def test_plot_simulation_writes_pngs(tmp_path: Path, family: str):
 
     s = simulate(small(species=dict(family=family)))
     write_simulation(s, tmp_path / "run")
-    paths = plot_simulation(tmp_path / "run", tmp_path / "run" / "figures")
+    paths = plot_simulation(load_simulation(tmp_path / "run"), tmp_path / "run" / "figures")
     assert [p.name for p in paths] == ["true_tree.png", "traits_through_time.png", "instances.png"]
     for p in paths:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+        assert p.with_suffix(".svg").read_text().lstrip().startswith("<?xml")

@@ -6,6 +6,6 @@ See :func:`analyse` and :class:`Report`.
 from evosim.analysis.analyse import analyse
 from evosim.analysis.baselines import BASELINES
 from evosim.analysis.metrics import METRICS, mantel, score_distances
-from evosim.analysis.report import Report, plot_report
+from evosim.analysis.report import Report
 
-__all__ = ["BASELINES", "METRICS", "Report", "analyse", "mantel", "plot_report", "score_distances"]
+__all__ = ["BASELINES", "METRICS", "Report", "analyse", "mantel", "score_distances"]

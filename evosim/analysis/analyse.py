@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 from scipy.stats import spearmanr
+from tqdm.auto import tqdm
 
 from evosim.analysis.baselines import BASELINES, baseline_distances
 from evosim.analysis.metrics import METRICS, euclidean, mantel, patristic, score_distances
@@ -19,6 +23,8 @@ from evosim.analysis.support import (
     split_set,
     support_newick,
 )
+from evosim.devices import resolve_device
+from evosim.errors import ScenarioError
 from evosim.scenario import AnalysisConfig
 from evosim.seeding import rng as make_rng
 
@@ -30,6 +36,19 @@ log = logging.getLogger(__name__)
 BOOTSTRAP = 100
 #: Random-tree baseline: compute quartet/triplet distances up to this many leaves.
 EXACT_RANDOM_MAX = 128
+
+
+def _on(func: Callable[..., Any], device: torch.device) -> dict[str, Any]:
+    """``{"device": device}`` for a function that takes it (``mantel``, ``score_distances``).
+
+    Transitional: the Mantel test gains an explicit ``device`` in evosim.analysis.metrics;
+    until then it runs where it always did, on the CPU below 256 species.
+    """
+    try:
+        takes = "device" in inspect.signature(func).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        takes = False
+    return {"device": device} if takes else {}
 
 
 def _binary(tree: Any) -> bool:
@@ -49,6 +68,7 @@ def random_tree_scores(
     mantel_permutations: int,
     rng: np.random.Generator,
     true_distances: np.ndarray,
+    device: torch.device | str = "cpu",
 ) -> dict[str, float | None]:
     """Expected scores of random trees: Yule trees with shuffled leaf labels.
 
@@ -58,7 +78,7 @@ def random_tree_scores(
     binary true trees of more than ``EXACT_RANDOM_MAX`` leaves: there the quartet and
     triplet distances take their exact expectation, 2/3, and the Mantel p-value its exact
     expectation under the null, ``(P + 2) / (2 (P + 1))`` for P permutations (see the
-    comments in the code).
+    comments in the code). ``device`` is where the Mantel tests compute.
     """
     from evosim.phylo import quartet_distance, robinson_foulds, triplet_distance, yule
 
@@ -71,7 +91,13 @@ def random_tree_scores(
         mapping = dict(zip(t.extant_leaves, rng.permutation(species).tolist()))
         t = t.relabel(mapping)
         d = patristic(t, species)
-        r, p = mantel(true_distances, d, min(mantel_permutations, 99) if exact else 0, rng)
+        r, p = mantel(
+            true_distances,
+            d,
+            min(mantel_permutations, 99) if exact else 0,
+            rng,
+            **_on(mantel, torch.device(device)),
+        )
         a, b = d[np.triu_indices(len(species), 1)], true_distances[np.triu_indices(len(species), 1)]
         row = {}
         if exact:
@@ -109,7 +135,14 @@ def random_tree_scores(
 
 
 def analyse(
-    sim: Any, bank: Any, meta: Any, config: AnalysisConfig | None = None, *, seed: int = 0
+    sim: Any,
+    bank: Any,
+    meta: Any,
+    config: AnalysisConfig | None = None,
+    *,
+    seed: int | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
 ) -> Report:
     """Infer a tree from the MAE's latent space and score it, and every baseline, against the truth.
 
@@ -123,9 +156,16 @@ def analyse(
         The fitted :class:`~evosim.meta.MetaResult`.
     config
         :class:`~evosim.scenario.AnalysisConfig`: tree method (``nj``/``upgma``),
-        baselines (list or ``"all"``), Mantel permutations, random trees.
+        baselines (list or ``"all"``), Mantel permutations, random trees, device.
     seed
         Seeds the Mantel permutations, bootstrap, random trees and subsampling.
+        ``None``: the run's seed, ``sim.scenario.seed`` (so the result equals the
+        ``evosim run`` of the same scenario).
+    device
+        Where the energy distances and Mantel tests compute (``cpu``, ``cuda``, a
+        ``torch.device``); ``None``: ``config.device`` (``auto`` picks CUDA when present).
+    progress
+        Show a progress bar on stderr (hidden when stderr is not a terminal).
 
     Returns
     -------
@@ -140,23 +180,43 @@ def analyse(
     """
     t0 = time.perf_counter()
     config = config if config is not None else AnalysisConfig()
+    if seed is None:
+        scenario = getattr(sim, "scenario", None)
+        if scenario is None:
+            raise ValueError("analyse: seed=None takes sim.scenario.seed, but sim has none")
+        seed = int(scenario.seed)
+    dev = resolve_device(config.device if device is None else str(device), "analysis.device")
     species = list(meta.species)
     if list(bank.species) != species:
         raise ValueError("the bank and the MAE have different species")
     names = list(BASELINES) if config.baselines == "all" else list(config.baselines)
     unknown = [b for b in names if b not in BASELINES]
     if unknown:
-        raise ValueError(f"unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)}")
+        raise ScenarioError(
+            f"analysis.baselines: unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)}"
+        )
+    scored = [n for n in names if n != "random"]
+    bar = tqdm(
+        total=2 * len(scored) + 1 + ("random" in names),
+        desc="analysis",
+        unit="step",
+        disable=None if progress else True,
+    )
+
+    def step(what: str) -> None:
+        bar.set_postfix_str(what, refresh=False)
+        bar.update()
 
     # --- everything inferred before the truth is looked at
     d_mae = euclidean(meta.latents)
     meta_input = meta.represent(bank) if {"pca", "untrained_mae"} & set(names) else None
     distances = {}
-    for name in names:
-        if name != "random":
-            distances[name] = baseline_distances(
-                name, sim, bank, meta, seed=seed, meta_input=meta_input
-            )
+    for name in scored:
+        log.debug("analysis: %s distances", name)
+        distances[name] = baseline_distances(
+            name, sim, bank, meta, seed=seed, meta_input=meta_input, device=dev
+        )
+        step(f"{name} distances")
 
     # --- scoring
     true_tree = sim.extant_tree()
@@ -171,7 +231,9 @@ def analyse(
         mantel_permutations=config.mantel_permutations,
         rng=make_rng(seed, "mantel", "mae"),
         true_distances=d_true,
+        **_on(score_distances, dev),
     )
+    step("MAE tree")
     baselines: dict[str, dict[str, float | None]] = {}
     trees = {}
     for name in names:
@@ -184,7 +246,9 @@ def analyse(
                 mantel_permutations=config.mantel_permutations,
                 rng=make_rng(seed, "random-trees"),
                 true_distances=d_true,
+                device=dev,
             )
+            step("random trees")
             continue
         trees[name], baselines[name] = score_distances(
             distances[name],
@@ -194,7 +258,10 @@ def analyse(
             mantel_permutations=config.mantel_permutations,
             rng=make_rng(seed, "mantel", name),
             true_distances=d_true,
+            **_on(score_distances, dev),
         )
+        step(f"{name} tree")
+    bar.close()
 
     support: dict[str, float] = {}
     summary: dict[str, float] = {}
@@ -246,6 +313,8 @@ def analyse(
         meta_info=dict(meta.info),
         scenario=scenario,
         baseline_trees=trees,
+        devices={"analysis": str(dev)},
+        seed=seed,
     )
-    report.timings["analysis"] = time.perf_counter() - t0
+    log.info("analysis: %d methods scored in %.1f s", len(names) + 1, time.perf_counter() - t0)
     return report

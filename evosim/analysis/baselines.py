@@ -61,20 +61,25 @@ def _zscore(x: np.ndarray) -> np.ndarray:
 
 
 def energy_distances(
-    instances: np.ndarray, rng: np.random.Generator, *, n_max: int | None = None
+    instances: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    n_max: int | None = None,
+    device: torch.device | str = "cpu",
 ) -> np.ndarray:
     """Energy distance between every pair of instance sets, ``[S, N, D] -> [S, S]``.
 
     ``sqrt(2 E|X - Y| - E|X - X'| - E|Y - Y'|)`` (a metric on distributions; V-statistic
     estimates). Each species is subsampled to ``n`` instances, with ``n`` chosen so that
-    ``S^2 n^2 <= ENERGY_BUDGET`` (between 16 and 256), or ``n_max``.
+    ``S^2 n^2 <= ENERGY_BUDGET`` (between 16 and 256), or ``n_max``. The pairwise
+    distances are computed on ``device`` (the CPU unless asked otherwise).
     """
     x = np.asarray(instances, dtype=np.float32)
     s, n_all, dim = x.shape
     n = int(np.clip(np.sqrt(ENERGY_BUDGET) / s, 16, 256)) if n_max is None else n_max
     n = min(n, n_all)
     idx = np.stack([rng.choice(n_all, size=n, replace=False) for _ in range(s)])
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
     sub = torch.as_tensor(x[np.arange(s)[:, None], idx], device=device)  # [S, n, D]
     flat = sub.reshape(s * n, dim)
     cross = torch.empty(s, s, dtype=torch.float64)
@@ -131,6 +136,7 @@ def baseline_distances(
     *,
     seed: int = 0,
     meta_input: np.ndarray | None = None,
+    device: torch.device | str = "cpu",
 ) -> np.ndarray:
     """``[S, S]`` distances for one baseline (all except ``random``, see :func:`analyse`).
 
@@ -148,6 +154,8 @@ def baseline_distances(
         Seeds subsampling and probes.
     meta_input
         The MAE's input ``[M, F]`` (``meta.represent(bank)``), if already computed.
+    device
+        Where the energy distances compute (``data_distribution``).
     """
     from evosim.seeding import rng as make_rng
 
@@ -166,7 +174,7 @@ def baseline_distances(
         return euclidean(np.concatenate([x.mean(axis=1), x.std(axis=1)], axis=1))
 
     def data_distribution() -> np.ndarray:
-        return energy_distances(_instances(), make_rng(seed, "baseline", "energy"))
+        return energy_distances(_instances(), make_rng(seed, "baseline", "energy"), device=device)
 
     def raw_weights() -> np.ndarray:
         return euclidean(species_means(flatten_params(bank.params), r))

@@ -1,10 +1,34 @@
-"""The analysis result (:class:`Report`) and its files in a run directory."""
+"""The analysis result (:class:`Report`): its files in a run directory, and back.
+
+``Report.write`` writes data only (trees, tables, matrices, ``metrics.json``,
+``report.md``); the figures are drawn from the same data by :mod:`evosim.plot`
+(``evosim.pipeline.draw_figures``). ``Report.from_run_dir`` reads a run directory back,
+refusing files that are damaged or disagree with each other.
+
+Files written (in the run directory)::
+
+    inferred_tree.nwk       the MAE's tree (support values as internal labels with
+                            replicates; starts with [&U] when unrooted, e.g. NJ)
+    trees.nex               Nexus: the true, inferred and baseline trees, each marked
+                            rooted [&R] or unrooted [&U]
+    baselines/NAME.nwk      each baseline's inferred tree
+    latents.csv             species, z_1..z_k
+    latent_distances.tsv    [S, S] Euclidean latent distances, labelled square matrix
+    true_distances.tsv      [S, S] true patristic distances, labelled square matrix
+    metrics.json            {"mae": {...}, "baselines": {...}, ..., "provenance": {...}}
+    report.md               the table a person reads first
+    ae_losses.csv, mae_losses.csv   training curves (for redrawing the figures)
+
+The ``.tsv`` matrices are tab-separated with the species names as the first row (after
+an empty cell) and the first column: scikit-bio reads them with
+``DistanceMatrix.read(path, format="lsmat")``, R with
+``as.dist(read.delim(path, row.names = 1, check.names = FALSE))``.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +37,11 @@ from typing import Any
 import numpy as np
 
 from evosim import runio
+from evosim.analysis.glossary import describe
 from evosim.analysis.metrics import METRICS
+from evosim.errors import FileFormatError, ScenarioError
 
-__all__ = ["Report", "plot_report"]
+__all__ = ["Report", "read_lsmat"]
 
 _LABELS = {
     "mae": "MAE",
@@ -28,6 +54,15 @@ _LABELS = {
     "pca": "PCA of MAE input",
     "untrained_mae": "untrained MAE",
     "random": "random trees",
+}
+
+#: Figures drawn for a report (PNG, with an SVG of the same name beside each).
+FIGURES = {
+    "tanglegram": "true and inferred trees face to face",
+    "latent_space": "the MAE latent space with the true tree",
+    "distance_scatter": "latent vs patristic distance",
+    "ae_losses": "final loss of each species' AE",
+    "mae_training": "MAE training",
 }
 
 
@@ -62,6 +97,116 @@ def _csv(rows: list[list[Any]]) -> str:
     return buf.getvalue()
 
 
+def lsmat(labels: list[str], d: np.ndarray) -> str:
+    """A labelled square distance matrix, tab-separated (scikit-bio's ``lsmat`` format)."""
+    d = np.asarray(d, dtype=np.float64)
+    for label in labels:
+        if any(c in label for c in "\t\n\r"):
+            raise ValueError(f"species name {label!r} cannot be written in a TSV matrix")
+    lines = ["\t" + "\t".join(labels)]
+    for label, row in zip(labels, d):
+        lines.append(label + "\t" + "\t".join(repr(float(v)) for v in row))
+    return "\n".join(lines) + "\n"
+
+
+def read_lsmat(path: str | Path) -> tuple[list[str], np.ndarray]:
+    """Read a matrix written by :meth:`Report.write` (``latent_distances.tsv``...).
+
+    Raises
+    ------
+    FileFormatError
+        The file is truncated or not a square labelled matrix (the message names it).
+    """
+    path = Path(path)
+    text = runio.read_text(path)
+    if not text.endswith("\n"):
+        raise FileFormatError(f"{path}: ends mid-row (the file is truncated)")
+    rows = text.rstrip("\n").split("\n")
+    labels = rows[0].split("\t")[1:]
+    if not labels or len(rows) != len(labels) + 1:
+        raise FileFormatError(
+            f"{path}: expected a header and {len(labels)} rows, got {len(rows) - 1} rows"
+        )
+    d = np.empty((len(labels), len(labels)))
+    for i, row in enumerate(rows[1:]):
+        cells = row.split("\t")
+        if len(cells) != len(labels) + 1 or cells[0] != labels[i]:
+            raise FileFormatError(f"{path}: line {i + 2} does not match the header")
+        try:
+            d[i] = [float(v) for v in cells[1:]]
+        except ValueError:
+            raise FileFormatError(f"{path}: line {i + 2} holds a value that is no number") from None
+    return labels, d
+
+
+def _nexus_label(label: str) -> str:
+    """A label for Nexus: quoted when it has an underscore too (Nexus reads ``_`` as a blank)."""
+    from evosim.phylo.newick import format_label
+
+    text = format_label(label)
+    return text if "_" not in text or text.startswith("'") else f"'{text}'"
+
+
+def _nexus_newick(text: str) -> str:
+    """A Newick tree rewritten with Nexus label quoting (no rooting comment)."""
+    from evosim.phylo.newick import format_length, parse_newick
+
+    p = parse_newick(text)
+    children: list[list[int]] = [[] for _ in p.parent]
+    for i, parent in enumerate(p.parent):
+        if parent >= 0:
+            children[parent].append(i)
+
+    def suffix(i: int) -> str:
+        out = _nexus_label(p.label[i]) if p.label[i] is not None else ""
+        if p.length[i] is not None:
+            out += ":" + format_length(p.length[i])
+        return out
+
+    # Iterative: deep (caterpillar) trees would overflow Python's recursion limit.
+    parts: list[str] = []
+    stack: list[tuple[int, int]] = [(0, 0)]
+    while stack:
+        node, k = stack.pop()
+        kids = children[node]
+        if not kids:
+            parts.append(suffix(node))
+        elif k == 0:
+            parts.append("(")
+            stack += [(node, 1), (kids[0], 0)]
+        elif k < len(kids):
+            parts.append(",")
+            stack += [(node, k + 1), (kids[k], 0)]
+        else:
+            parts.append(")" + suffix(node))
+    return "".join(parts) + ";"
+
+
+def _nexus(taxa: list[str], trees: list[tuple[str, str, bool]]) -> str:
+    """Nexus TAXA and TREES blocks; ``trees`` are (name, Newick, rooted)."""
+    lines = [
+        "#NEXUS",
+        "",
+        "BEGIN TAXA;",
+        f"    DIMENSIONS NTAX={len(taxa)};",
+        "    TAXLABELS " + " ".join(_nexus_label(t) for t in taxa) + ";",
+        "END;",
+        "",
+        "BEGIN TREES;",
+    ]
+    for name, newick, rooted in trees:
+        body = _nexus_newick(newick)
+        lines.append(f"    TREE {_nexus_label(name)} = {'[&R]' if rooted else '[&U]'} {body}")
+    lines += ["END;", ""]
+    return "\n".join(lines)
+
+
+def _not_applicable(m: Any) -> str | None:
+    if isinstance(m, dict) and "not_applicable" in m:
+        return str(m["not_applicable"])
+    return None
+
+
 @dataclass
 class Report:
     """What :func:`~evosim.analysis.analyse` found.
@@ -71,22 +216,32 @@ class Report:
     inferred_tree
         The tree inferred from the MAE's latent distances (a Phylogeny).
     metrics
-        ``{metric: value}`` of the MAE (names in :data:`~evosim.analysis.metrics.METRICS`;
-        ``triplet`` is ``None`` for unrooted NJ trees).
+        ``{metric: value}`` of the MAE (names in :data:`~evosim.analysis.metrics.METRICS`,
+        plus ``quartet_se`` where the quartet distance is sampled; ``triplet`` is
+        ``None`` for unrooted NJ trees).
     baselines
-        ``{baseline: {metric: value}}``.
+        ``{baseline: {metric: value}}``, or ``{baseline: {"not_applicable": reason}}``.
     timings
-        ``{stage: seconds}`` (``analysis`` filled here; the pipeline adds the others).
+        ``{stage: seconds}`` (filled by the pipeline).
     support
         With replicates: ``{node: support}`` of the inferred tree's splits, and
         ``support_summary`` the mean support of true and of false splits.
     noise_floor
         With replicates: mean latent distance within vs between species.
+    latent_distances, true_distances
+        ``[S, S]`` latent (Euclidean) and true patristic distances, ``species`` order.
+    baseline_trees
+        ``{baseline: Phylogeny}`` inferred from each baseline's distances.
+    devices
+        Stage -> the device it computed on.
+    provenance
+        The reproducible part of the run's provenance record (see
+        :func:`evosim.provenance.stable_provenance`), written into ``metrics.json``.
     """
 
     inferred_tree: Any
     metrics: dict[str, float | None]
-    baselines: dict[str, dict[str, float | None]]
+    baselines: dict[str, dict[str, Any]]
     species: list[str]
     latents: np.ndarray
     true_tree: Any
@@ -103,6 +258,9 @@ class Report:
     meta_info: dict[str, Any] = field(default_factory=dict)
     scenario: dict[str, Any] = field(default_factory=dict)
     baseline_trees: dict[str, Any] = field(default_factory=dict)
+    devices: dict[str, str] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
 
     # ------------------------------------------------------------------ text
 
@@ -112,11 +270,22 @@ class Report:
         rule = "|---|" + "---:|" * len(METRICS)
         rows = [head, rule]
         for name, m in [("mae", self.metrics), *self.baselines.items()]:
-            cells = " | ".join(
-                _fmt(m.get(k)) if k != "rf" or m.get(k) is None else f"{m[k]:.4g}" for k in METRICS
-            )
             label = _LABELS.get(name, name)
-            rows.append(f"| {'**' + label + '**' if name == 'mae' else label} | {cells} |")
+            label = f"**{label}**" if name == "mae" else label
+            reason = _not_applicable(m)
+            if reason is not None:
+                rows.append(f"| {label} | not applicable: {reason} |" + " |" * (len(METRICS) - 1))
+                continue
+            cells = []
+            for k in METRICS:
+                v = m.get(k)
+                if k == "rf" and v is not None:
+                    cells.append(f"{v:.4g}")
+                elif m.get(f"{k}_se") is not None:  # a sampled estimate, with its error
+                    cells.append(f"{_fmt(v)} ± {_fmt(m[f'{k}_se'])}")
+                else:
+                    cells.append(_fmt(v))
+            rows.append(f"| {label} | {' | '.join(cells)} |")
         return "\n".join(rows)
 
     def markdown(self) -> str:
@@ -144,17 +313,35 @@ class Report:
                 f"- tree method: {self.method}",
                 "",
             ]
+        if self.devices or self.provenance:
+            software = self.provenance.get("software", {})
+            lines += ["## Provenance", ""]
+            if software:
+                lines.append(f"- {software.get('name')} {software.get('version')}")
+            if self.devices:
+                lines.append("- devices: " + ", ".join(f"{k} {v}" for k, v in self.devices.items()))
+            lines += ["- full record: provenance.json", ""]
+        rooted = self.method == "upgma"
         lines += [
             "## Recovery of the true tree",
             "",
-            "Lower is better for rf, nrf, quartet, triplet; higher for the cophenetic "
-            "correlations (method distances vs true patristic distances); mantel_p is the "
-            "one-sided Mantel p-value. Topology scores are unrooted; triplet is n/a for "
-            "unrooted (NJ) trees. `random` is the mean over random Yule trees.",
+            "Lower is better for rf, nrf, quartet, triplet; higher for the "
+            "correlations. Topology scores are unrooted; triplet is n/a for unrooted (NJ) "
+            "trees. `random` is the mean over random Yule trees. "
+            + (
+                "The inferred trees are rooted (UPGMA)."
+                if rooted
+                else "The inferred trees are unrooted (NJ)."
+            ),
             "",
             self.table(),
             "",
+            "Measures (the same names and definitions as `evosim compare` and metrics.json):",
+            "",
         ]
+        shown = [*METRICS, *(k for k in ("quartet_se", "triplet_se") if k in self.metrics)]
+        lines += [f"- `{k}`: {describe(k)}" for k in shown]
+        lines.append("")
         if self.support_summary:
             s = self.support_summary
             lines += [
@@ -179,14 +366,22 @@ class Report:
             lines += ["## Stage timings", "", "| stage | seconds |", "|---|---:|"]
             lines += [f"| {k} | {v:.2f} |" for k, v in self.timings.items()]
             lines += [f"| total | {sum(self.timings.values()):.2f} |", ""]
+        lines += ["## Figures", "", "Each also as SVG (same name, `.svg`).", ""]
+        for name, title in FIGURES.items():
+            if name == "ae_losses" and not self.ae_losses:
+                continue
+            if name == "mae_training" and not self.mae_losses:
+                continue
+            lines.append(f"![{title}](figures/{name}.png)")
         lines += [
-            "## Figures",
             "",
-            "![tanglegram](figures/tanglegram.png)",
-            "![latent space](figures/latent_space.png)",
-            "![latent vs patristic](figures/distance_scatter.png)",
-            "![AE losses](figures/ae_losses.png)",
-            "![MAE training](figures/mae_training.png)",
+            "## Files",
+            "",
+            "- trees: `inferred_tree.nwk`, `true_tree.nwk`, `baselines/NAME.nwk`; all in "
+            "`trees.nex` (Nexus, rooting marked [&R]/[&U])",
+            "- distance matrices: `latent_distances.tsv`, `true_distances.tsv` (labelled "
+            'square TSV: scikit-bio `DistanceMatrix.read(path, format="lsmat")`, R '
+            "`as.dist(read.delim(path, row.names = 1, check.names = FALSE))`)",
             "",
         ]
         return "\n".join(lines)
@@ -194,31 +389,38 @@ class Report:
     # ------------------------------------------------------------------ files
 
     def metrics_json(self) -> dict[str, Any]:
-        """The content of ``metrics.json``."""
+        """The content of ``metrics.json`` (the same for the same scenario and seed)."""
         out: dict[str, Any] = {"mae": self.metrics, "baselines": self.baselines}
         if self.support_summary:
             out["support"] = self.support_summary
         if self.noise_floor:
             out["noise_floor"] = self.noise_floor
-        # Wall times and devices live in report.md: metrics.json is the same for the same seed.
+        # Wall times live in report.md and provenance.json, not here.
         out["meta"] = {
             k: v
             for k, v in self.meta_info.items()
             if "curve" not in k and k not in {"seconds", "device"}
         }
+        if self.provenance:
+            out["provenance"] = self.provenance
         return _json_safe(out)
 
-    def write(self, out_dir: str | Path, *, figures: bool = True) -> list[Path]:
-        """Write the report files into ``out_dir`` (atomically, each).
+    def _inferred_newick(self) -> str:
+        text = self.newick or self.inferred_tree.to_newick()
+        if not getattr(self.inferred_tree, "rooted", True) and not text.startswith("[&U]"):
+            text = "[&U] " + text
+        return text
 
-        Files: ``inferred_tree.nwk`` (support values as internal labels when there are
-        replicates), ``latents.csv`` (species, z_1..z_k), ``metrics.json``,
-        ``report.md``, ``ae_losses.csv`` and ``mae_losses.csv`` (for redrawing), and
-        ``figures/*.png`` (see :func:`plot_report`).
+    def write(self, out_dir: str | Path) -> list[Path]:
+        """Write the report's data files into ``out_dir`` (atomically, each).
+
+        See the module notes for the files. Figures are drawn separately, from the same
+        data (``evosim.pipeline.draw_figures``).
         """
         out = Path(out_dir)
+        inferred = self._inferred_newick()
         written = [
-            runio.write_text(out / "inferred_tree.nwk", self.newick + "\n"),
+            runio.write_text(out / "inferred_tree.nwk", inferred + "\n"),
             runio.write_text(
                 out / "latents.csv",
                 _csv(
@@ -231,6 +433,27 @@ class Report:
             ),
             runio.write_json(out / "metrics.json", self.metrics_json()),
         ]
+        if self.latent_distances is not None:
+            written.append(
+                runio.write_text(
+                    out / "latent_distances.tsv", lsmat(self.species, self.latent_distances)
+                )
+            )
+        if self.true_distances is not None:
+            written.append(
+                runio.write_text(
+                    out / "true_distances.tsv", lsmat(self.species, self.true_distances)
+                )
+            )
+        nexus = [
+            ("true", self.true_tree.to_newick(internal_labels=False), True),
+            ("inferred", inferred, getattr(self.inferred_tree, "rooted", True)),
+        ]
+        for name, tree in self.baseline_trees.items():
+            text = tree.to_newick(internal_labels=False)
+            written.append(runio.write_text(out / "baselines" / f"{name}.nwk", text + "\n"))
+            nexus.append((f"baseline_{name}", text, getattr(tree, "rooted", True)))
+        written.append(runio.write_text(out / "trees.nex", _nexus(list(self.species), nexus)))
         if self.ae_losses:
             a = self.ae_losses
             rows = [["member", "species", "replicate", "train", "val"]]
@@ -246,99 +469,184 @@ class Report:
                     rows.append([name, st, f"{v:.8g}"])
             written.append(runio.write_text(out / "mae_losses.csv", _csv(rows)))
         written.append(runio.write_text(out / "report.md", self.markdown()))
-        if figures:
-            written += self.draw(out / "figures")
         return written
 
-    def draw(self, fig_dir: str | Path) -> list[Path]:
-        """Draw the figures from the report's data."""
-        return _draw(
-            fig_dir,
-            true_tree=self.true_tree,
-            inferred_tree=self.inferred_tree,
-            species=self.species,
-            latents=self.latents,
-            ae_losses=self.ae_losses,
-            mae_losses=self.mae_losses,
+    # ------------------------------------------------------------------ reading back
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path) -> Report:
+        """Read a run directory's report back from its files, checking they agree.
+
+        Reads ``scenario.yaml``, ``true_tree.nwk``, ``inferred_tree.nwk``,
+        ``latents.csv``, ``metrics.json`` and, when present, the distance matrices,
+        the baseline trees and the loss tables.
+
+        Raises
+        ------
+        RunDirectoryError
+            A required file is missing.
+        FileFormatError
+            A file is damaged or truncated, or disagrees with another (different
+            species, shapes); the message names the file.
+        """
+        run = Path(run_dir)
+        scenario = _read_scenario(run / "scenario.yaml")
+        true_tree = _read_tree(run / "true_tree.nwk")
+        inferred = _read_tree(run / "inferred_tree.nwk")
+        species, latents = _read_latents(run / "latents.csv")
+        leaves = set(true_tree.leaves)
+        _same_species(run / "latents.csv", species, run / "true_tree.nwk", leaves)
+        _same_species(run / "inferred_tree.nwk", inferred.leaves, run / "true_tree.nwk", leaves)
+        metrics = runio.read_json(run / "metrics.json")
+        if not isinstance(metrics, dict) or not isinstance(metrics.get("mae"), dict):
+            raise FileFormatError(f"{run / 'metrics.json'}: not an evosim metrics file")
+        matrices: dict[str, np.ndarray] = {}
+        for name in ("latent_distances", "true_distances"):
+            path = run / f"{name}.tsv"
+            if path.exists():
+                labels, d = read_lsmat(path)
+                if labels != species:
+                    raise FileFormatError(
+                        f"{path}: its species (rows) differ from those of {run / 'latents.csv'}"
+                    )
+                matrices[name] = d
+        baseline_trees = {}
+        if (run / "baselines").is_dir():
+            for path in sorted((run / "baselines").glob("*.nwk")):
+                tree = _read_tree(path)
+                _same_species(path, tree.leaves, run / "true_tree.nwk", leaves)
+                baseline_trees[path.stem] = tree
+        ae_losses = _read_ae_losses(run / "ae_losses.csv", leaves)
+        mae_losses = _read_mae_losses(run / "mae_losses.csv")
+        return cls(
+            inferred_tree=inferred,
+            metrics=metrics["mae"],
+            baselines=metrics.get("baselines", {}),
+            species=species,
+            latents=latents,
+            true_tree=true_tree,
+            method=scenario.analysis.method,
+            support_summary=metrics.get("support", {}),
+            noise_floor=metrics.get("noise_floor", {}),
+            newick=runio.read_text(run / "inferred_tree.nwk").strip(),
+            latent_distances=matrices.get("latent_distances"),
+            true_distances=matrices.get("true_distances"),
+            ae_losses=ae_losses,
+            mae_losses=mae_losses,
+            meta_info=metrics.get("meta", {}),
+            scenario=scenario.to_dict(),
+            baseline_trees=baseline_trees,
+            provenance=metrics.get("provenance", {}),
+            seed=scenario.seed,
         )
 
 
-def _draw(
-    fig_dir: str | Path,
-    *,
-    true_tree: Any,
-    inferred_tree: Any,
-    species: list[str],
-    latents: np.ndarray,
-    ae_losses: dict[str, Any],
-    mae_losses: dict[str, Any],
-) -> list[Path]:
-    from evosim import plot
-
-    fig_dir = Path(fig_dir)
-    paths = [
-        plot.plot_tanglegram(true_tree, inferred_tree, fig_dir / "tanglegram.png"),
-        plot.plot_latent_tree(latents, species, true_tree, fig_dir / "latent_space.png"),
-        plot.plot_distance_scatter(latents, species, true_tree, fig_dir / "distance_scatter.png"),
-    ]
-    if ae_losses:
-        paths.append(plot.plot_ae_losses(ae_losses, fig_dir / "ae_losses.png"))
-    if mae_losses:
-        paths.append(plot.plot_mae_training(mae_losses, fig_dir / "mae_training.png"))
-    return paths
+# ---------------------------------------------------------------------------- reading helpers
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+def _read_scenario(path: Path) -> Any:
+    from evosim.scenario import parse_scenario
+
+    try:
+        return parse_scenario(runio.read_text(path), name=path.parent.name)
+    except ScenarioError as exc:
+        raise FileFormatError(f"{path}: {exc}") from None
 
 
-def plot_report(run_dir: str | Path) -> list[Path]:
-    """Redraw the analysis figures of a run directory from its files alone.
-
-    Reads ``true_tree.nwk``, ``inferred_tree.nwk``, ``latents.csv`` and, if present,
-    ``ae_losses.csv`` and ``mae_losses.csv``; writes ``figures/*.png``.
-    """
+def _read_tree(path: Path) -> Any:
     from evosim.phylo import Phylogeny
 
-    run = Path(run_dir)
-    for name in ("true_tree.nwk", "inferred_tree.nwk", "latents.csv"):
-        if not (run / name).exists():
-            raise FileNotFoundError(run / name)
-    true_tree = Phylogeny.from_newick((run / "true_tree.nwk").read_text(encoding="utf-8"))
-    inferred = Phylogeny.from_newick((run / "inferred_tree.nwk").read_text(encoding="utf-8"))
-    rows = _read_csv(run / "latents.csv")
-    species = [r["species"] for r in rows]
-    cols = [c for c in rows[0] if c != "species"] if rows else []
-    latents = np.asarray([[float(r[c]) for c in cols] for r in rows], dtype=np.float64)
-    ae: dict[str, Any] = {}
-    if (run / "ae_losses.csv").exists():
-        a = _read_csv(run / "ae_losses.csv")
-        ae = {
-            "species": [r["species"] for r in a],
-            "replicate": [int(r["replicate"]) for r in a],
-            "train": np.asarray([float(r["train"]) for r in a]),
-            "val": np.asarray([float(r["val"]) for r in a]),
-        }
-    mae: dict[str, Any] = {}
-    if (run / "mae_losses.csv").exists():
-        m = _read_csv(run / "mae_losses.csv")
-        for name in ("train", "val"):
-            sel = [r for r in m if r["curve"] == name]
-            key = "step" if name == "train" else "val_step"
-            mae[key] = np.asarray([int(r["step"]) for r in sel])
-            mae[name] = np.asarray([float(r["loss"]) for r in sel])
-    return _draw(
-        run / "figures",
-        true_tree=true_tree,
-        inferred_tree=inferred,
-        species=species,
-        latents=latents,
-        ae_losses=ae,
-        mae_losses=mae,
-    )
+    try:
+        return Phylogeny.from_newick(runio.read_text(path))
+    except ValueError as exc:  # NewickError, duplicate leaves
+        raise FileFormatError(f"{path}: {str(exc).splitlines()[0]}") from None
 
 
-def load_metrics(run_dir: str | Path) -> dict[str, Any]:
-    """``metrics.json`` of a run directory."""
-    return json.loads((Path(run_dir) / "metrics.json").read_text(encoding="utf-8"))
+def _read_table(path: Path, columns: list[str] | None = None) -> list[list[str]]:
+    """CSV rows (header first) of a file evosim wrote; refuses truncated files."""
+    text = runio.read_text(path)
+    if not text.endswith("\n"):
+        raise FileFormatError(f"{path}: ends mid-row (the file is truncated)")
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        raise FileFormatError(f"{path}: the file is empty")
+    header = rows[0]
+    if columns is not None and header[: len(columns)] != columns:
+        raise FileFormatError(f"{path}: expected columns {','.join(columns)}, got {header}")
+    for i, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise FileFormatError(
+                f"{path}: line {i} has {len(row)} fields, the header {len(header)} "
+                "(the file is damaged or truncated)"
+            )
+    return rows
+
+
+def _floats(path: Path, line: int, cells: list[str]) -> list[float]:
+    try:
+        return [float(v) for v in cells]
+    except ValueError:
+        raise FileFormatError(f"{path}: line {line} holds a value that is no number") from None
+
+
+def _read_latents(path: Path) -> tuple[list[str], np.ndarray]:
+    rows = _read_table(path, ["species"])
+    k = len(rows[0]) - 1
+    if rows[0][1:] != [f"z_{i + 1}" for i in range(k)] or k == 0:
+        raise FileFormatError(f"{path}: expected columns species,z_1..z_k, got {rows[0]}")
+    species = [r[0] for r in rows[1:]]
+    if len(set(species)) != len(species):
+        raise FileFormatError(f"{path}: a species appears twice")
+    values = [_floats(path, i, r[1:]) for i, r in enumerate(rows[1:], start=2)]
+    return species, np.asarray(values, dtype=np.float64).reshape(len(species), k)
+
+
+def _same_species(path: Path, names: Any, ref_path: Path, ref: set[str]) -> None:
+    names = list(names)
+    if set(names) != ref or len(names) != len(ref):
+        missing = sorted(ref - set(names))[:3]
+        extra = sorted(set(names) - ref)[:3]
+        detail = "; ".join(
+            part
+            for part in (
+                f"lacks {', '.join(missing)}" if missing else "",
+                f"has {', '.join(extra)} too" if extra else "",
+            )
+            if part
+        )
+        raise FileFormatError(
+            f"{path}: {len(names)} species, but {ref_path.name} has {len(ref)}"
+            + (f" ({detail})" if detail else ""),
+            hint="the run's files disagree: rerun the analysis, or the whole run",
+        )
+
+
+def _read_ae_losses(path: Path, species: set[str]) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    rows = _read_table(path, ["member", "species", "replicate", "train", "val"])
+    names = [r[1] for r in rows[1:]]
+    if set(names) != species:
+        raise FileFormatError(f"{path}: its species differ from those of true_tree.nwk")
+    values = [_floats(path, i, [r[0], r[2], r[3], r[4]]) for i, r in enumerate(rows[1:], 2)]
+    arr = np.asarray(values, dtype=np.float64).reshape(len(names), 4)
+    return {
+        "species": names,
+        "replicate": arr[:, 1].astype(int).tolist(),
+        "train": arr[:, 2],
+        "val": arr[:, 3],
+    }
+
+
+def _read_mae_losses(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    rows = _read_table(path, ["curve", "step", "loss"])
+    out: dict[str, Any] = {}
+    for name, key in (("train", "step"), ("val", "val_step")):
+        sel = [(i, r) for i, r in enumerate(rows[1:], start=2) if r[0] == name]
+        vals = [_floats(path, i, r[1:]) for i, r in sel]
+        arr = np.asarray(vals, dtype=np.float64).reshape(len(sel), 2)
+        out[key] = arr[:, 0].astype(int)
+        out[name] = arr[:, 1]
+    return out
