@@ -141,7 +141,9 @@ class SpeciesConfig(_Section):
 class AutoencoderConfig(_Section):
     """One AE per species (``autoencoder:``)."""
 
-    variant: Literal["plain", "denoising", "sparse", "contractive", "variational"] = "plain"
+    variant: Literal[
+        "plain", "denoising", "sparse", "contractive", "variational", "concrete", "mdl"
+    ] = "plain"
     hidden: list[int] = Field(default_factory=lambda: [64])
     latent: int = Field(2, ge=1)
     activation: Literal["relu", "tanh", "elu", "gelu", "softplus", "sigmoid"] = "elu"
@@ -163,6 +165,23 @@ class AutoencoderConfig(_Section):
     sparsity_target: float = Field(0.05, gt=0, lt=1)
     contractive_weight: float = Field(1e-3, ge=0)
     kl_weight: float = Field(1e-3, ge=0)
+    selected_features: int | None = Field(
+        None,
+        ge=1,
+        description="concrete: input features the selector layer picks (its code); None = latent",
+    )
+    temperature_start: float = Field(
+        10.0, gt=0, description="concrete: selector temperature at the first step"
+    )
+    temperature_end: float = Field(
+        0.1, gt=0, description="concrete: temperature at the last step (annealed exponentially)"
+    )
+    duplicate_weight: float = Field(
+        1.0, ge=0, description="concrete: penalty on two selector rows picking one feature"
+    )
+    rate_weight: float = Field(
+        1e-3, ge=0, description="mdl: weight of the code's bits per instance against the MSE"
+    )
     checkpoint_every: int = Field(500, ge=1)
     chunk_size: int | None = Field(None, ge=1, description="species per chunk; None = automatic")
 
@@ -179,6 +198,16 @@ class AutoencoderConfig(_Section):
         if any(w < 1 for w in v):
             raise ValueError(f"every width must be >= 1, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _check_temperatures(self) -> AutoencoderConfig:
+        if self.temperature_end > self.temperature_start:
+            raise _FieldError(
+                "temperature_end",
+                f"must be <= temperature_start ({self.temperature_start}), "
+                f"got {self.temperature_end}",
+            )
+        return self
 
 
 class MetaConfig(_Section):
