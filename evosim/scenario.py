@@ -249,6 +249,27 @@ class AnalysisConfig(_Section):
     baselines: list[str] | Literal["all"] = "all"
     mantel_permutations: int = Field(999, ge=0)
     random_trees: int = Field(100, ge=1)
+    identification: bool | Literal["auto"] = Field(
+        "auto",
+        description="score the AE bank as a species identifier (accuracy, novelty, features); "
+        "auto: when that costs at most a quarter of the AE training",
+    )
+    identification_specimens: int = Field(
+        64, ge=1, description="identification: fresh test specimens per species"
+    )
+    identification_calibration: int = Field(
+        32, ge=2, description="identification: fresh specimens per species to calibrate on"
+    )
+    identification_held_out: float = Field(
+        0.25, ge=0, lt=1, description="identification: fraction of species held out for novelty"
+    )
+
+    @field_validator("identification", mode="before")
+    @classmethod
+    def _identification_setting(cls, v: Any) -> Any:
+        if v == "auto" or isinstance(v, bool):
+            return v
+        raise ValueError(f"must be true, false or 'auto', got {v!r}")
 
 
 class Scenario(_Section):

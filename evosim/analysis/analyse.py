@@ -10,6 +10,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from evosim.analysis.baselines import BASELINES, baseline_distances
+from evosim.analysis.identification import identification_for_analysis
 from evosim.analysis.metrics import METRICS, euclidean, mantel, patristic, score_distances
 from evosim.analysis.report import Report
 from evosim.analysis.support import (
@@ -247,5 +248,6 @@ def analyse(
         scenario=scenario,
         baseline_trees=trees,
     )
+    report.identification = identification_for_analysis(sim, bank, config, seed=seed)
     report.timings["analysis"] = time.perf_counter() - t0
     return report

@@ -13,6 +13,11 @@ from typing import Any
 import numpy as np
 
 from evosim import runio
+from evosim.analysis.identification import (
+    draw_identification,
+    identification_markdown,
+    identification_summary,
+)
 from evosim.analysis.metrics import METRICS
 
 __all__ = ["Report", "plot_report"]
@@ -103,6 +108,7 @@ class Report:
     meta_info: dict[str, Any] = field(default_factory=dict)
     scenario: dict[str, Any] = field(default_factory=dict)
     baseline_trees: dict[str, Any] = field(default_factory=dict)
+    identification: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ text
 
@@ -175,6 +181,8 @@ class Report:
                 f"between species {_fmt(n['between'])} (ratio {_fmt(n['ratio'])}).",
                 "",
             ]
+        if self.identification:
+            lines += [identification_markdown(self.identification)]
         if self.timings:
             lines += ["## Stage timings", "", "| stage | seconds |", "|---|---:|"]
             lines += [f"| {k} | {v:.2f} |" for k, v in self.timings.items()]
@@ -200,6 +208,8 @@ class Report:
             out["support"] = self.support_summary
         if self.noise_floor:
             out["noise_floor"] = self.noise_floor
+        if self.identification:
+            out["identification"] = identification_summary(self.identification)
         # Wall times and devices live in report.md: metrics.json is the same for the same seed.
         out["meta"] = {
             k: v
@@ -245,6 +255,10 @@ class Report:
                 for st, v in zip(np.asarray(steps).tolist(), np.asarray(m.get(name, [])).tolist()):
                     rows.append([name, st, f"{v:.8g}"])
             written.append(runio.write_text(out / "mae_losses.csv", _csv(rows)))
+        if self.identification:
+            written.append(
+                runio.write_json(out / "identification.json", _json_safe(self.identification))
+            )
         written.append(runio.write_text(out / "report.md", self.markdown()))
         if figures:
             written += self.draw(out / "figures")
@@ -252,7 +266,10 @@ class Report:
 
     def draw(self, fig_dir: str | Path) -> list[Path]:
         """Draw the figures from the report's data."""
-        return _draw(
+        paths = []
+        if self.identification:
+            paths = draw_identification(self.identification, fig_dir, tree=self.true_tree)
+        return paths + _draw(
             fig_dir,
             true_tree=self.true_tree,
             inferred_tree=self.inferred_tree,
@@ -328,7 +345,11 @@ def plot_report(run_dir: str | Path) -> list[Path]:
             key = "step" if name == "train" else "val_step"
             mae[key] = np.asarray([int(r["step"]) for r in sel])
             mae[name] = np.asarray([float(r["loss"]) for r in sel])
-    return _draw(
+    paths = []
+    if (run / "identification.json").exists():
+        ident = json.loads((run / "identification.json").read_text(encoding="utf-8"))
+        paths = draw_identification(ident, run / "figures", tree=true_tree)
+    return paths + _draw(
         run / "figures",
         true_tree=true_tree,
         inferred_tree=inferred,

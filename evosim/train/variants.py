@@ -132,9 +132,7 @@ def uniform_noise(keys: torch.Tensor, step: int, shape: tuple[int, ...]) -> torc
     return ((bits >> 8).to(torch.float32) + 0.5) * (1.0 / 16777216.0) - 0.5
 
 
-def logistic_log2_mass(
-    v: torch.Tensor, loc: torch.Tensor, log_scale: torch.Tensor
-) -> torch.Tensor:
+def logistic_log2_mass(v: torch.Tensor, loc: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
     """``log2 (F(v + 1/2) - F(v - 1/2))`` for a logistic CDF F, elementwise.
 
     Computed in the tail where the two CDF values are small (Ballé et al.'s sign trick:
