@@ -284,6 +284,16 @@ class Scenario(_Section):
     meta: MetaConfig = Field(default_factory=MetaConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
 
+    @model_validator(mode="after")
+    def _check_sections(self) -> Scenario:
+        if self.autoencoder.variant == "concrete" and self.meta.functional_weight > 0:
+            raise _FieldError(
+                "meta.functional_weight",
+                "the MAE's functional loss runs MLP encoders only; "
+                "set it to 0 with autoencoder.variant concrete",
+            )
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """The resolved scenario as plain data (every default filled in)."""
         return self.model_dump(mode="json")
