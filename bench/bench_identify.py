@@ -104,8 +104,13 @@ def quality(scenarios: list[str], seeds: list[int], steps: int | None) -> list[d
 
 
 def _ms(v: np.ndarray) -> str:
+    """Mean +- sd over the seeds where the value is defined (their count if not all)."""
     v = np.asarray(v, dtype=np.float64)
-    return f"{v.mean():.3f} +- {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+    ok = v[np.isfinite(v)]
+    if len(ok) == 0:
+        return "n/a"
+    text = f"{ok.mean():.3f} +- {ok.std(ddof=1):.3f}" if len(ok) > 1 else f"{ok.mean():.3f}"
+    return text if len(ok) == len(v) else f"{text} ({len(ok)} seeds)"
 
 
 def quality_table(rows: list[dict]) -> str:

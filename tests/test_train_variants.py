@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -321,3 +323,22 @@ def test_new_variants_learn_and_round_trip(tmp_path, variant):
 def test_concrete_refuses_the_mae_functional_loss():
     with pytest.raises(ScenarioError, match="meta.functional_weight"):
         parse_scenario("autoencoder: {variant: concrete}\nmeta: {functional_weight: 1.0}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("c++") is None and shutil.which("g++") is None,
+    reason="torch.compile on the CPU needs a C++ compiler",
+)
+@pytest.mark.parametrize("variant", ["concrete", "mdl"])
+def test_compiled_step_matches_the_eager_step(variant, caplog):
+    gen = np.random.default_rng(8)
+    x = np.tanh(gen.standard_normal((2, 96, 1)) @ gen.standard_normal((1, 6))).astype(np.float32)
+    with caplog.at_level(logging.WARNING, logger="evosim.train.trainer"):
+        fast = train_autoencoders(
+            x, _cfg(variant=variant, steps=30, compile=True), seed=6, progress=False
+        )
+    assert "eagerly" not in caplog.text and fast.info["compiled"] is True
+    slow = train_autoencoders(x, _cfg(variant=variant, steps=30), seed=6, progress=False)
+    for k in slow.params:  # the same arithmetic, fused and reordered: float rounding apart
+        torch.testing.assert_close(fast.params[k], slow.params[k], rtol=1e-4, atol=1e-5, msg=k)

@@ -509,9 +509,10 @@ def identification_markdown(result: dict[str, Any]) -> str:
         "## Species identification",
         "",
         f"Each of {result['specimens']} fresh specimens per species is assigned to the species "
-        "whose AE reconstructs it best; the score is a softmax over -log(error) with a "
-        f"temperature ({_f(result['temperature'])}) fitted on {result['calibration_specimens']} "
-        "other specimens per species. Novelty: the bank without the held-out species "
+        "whose AE reconstructs it best. Its score is the top probability of a softmax over "
+        f"-log(error) (temperature {_f(result['temperature'])}) mapped through an isotonic "
+        f"calibration, both fitted on {result['calibration_specimens']} other specimens per "
+        "species. Novelty: the bank without the held-out species "
         f"({len(nov.get('held_out_species', []))}), robust z-score of the best log error.",
         "",
         "| classifier | accuracy | novelty AUROC |",
