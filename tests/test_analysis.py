@@ -212,7 +212,8 @@ def test_analyse_end_to_end_and_files(tiny, tmp_path):
     (tmp_path / "true_tree.nwk").write_text(sim.extant_tree().to_newick())
     for png in (tmp_path / "figures").glob("*.png"):
         png.unlink()
-    assert len(plot_report(tmp_path)) == 5
+    # five figures, and two more from the species-identification section when it ran
+    assert len(plot_report(tmp_path)) == 5 + (2 if report.identification else 0)
 
 
 def test_no_leak_relabelling_truth_changes_scores_not_latents(tiny):
