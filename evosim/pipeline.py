@@ -482,7 +482,7 @@ def draw_figures(report: Any, fig_dir: str | Path) -> list[Path]:
     """Draw the analysis figures of ``report`` into ``fig_dir`` (PNG, with SVG beside).
 
     Returns the PNG paths: ``tanglegram``, ``latent_space``, ``distance_scatter`` and,
-    when the report has them, ``ae_losses`` and ``mae_training``.
+    when the report has them, ``ae_losses``, ``mae_training`` and the identification figures.
     """
     from evosim import plot
 
@@ -500,6 +500,10 @@ def draw_figures(report: Any, fig_dir: str | Path) -> list[Path]:
         paths.append(plot.plot_ae_losses(report.ae_losses, fig_dir / "ae_losses.png"))
     if report.mae_losses:
         paths.append(plot.plot_mae_training(report.mae_losses, fig_dir / "mae_training.png"))
+    if report.identification:
+        from evosim.analysis.identification import draw_identification
+
+        paths += draw_identification(report.identification, fig_dir, tree=report.true_tree)
     return paths
 
 

@@ -38,6 +38,9 @@ __all__ = [
     "plot_ae_losses",
     "plot_mae_training",
     "place_labels",
+    "plot_confusion",
+    "plot_selected_features",
+    "plot_identification_scores",
 ]
 
 DPI = 120
@@ -980,5 +983,150 @@ def plot_archetypes(
     ax.set_aspect("equal", adjustable="datalim")
     ax.legend(fontsize=8, frameon=False, loc="best")
     ax.set_title(title, fontsize=10)
+
+
+# ---------------------------------------------------------------------------- identification
+# (appended by the identification analysis: confusion in tree order, calibration and
+# novelty scores, concrete AEs' selected features)
+
+
+def _heat_with_tree(
+    matrix: np.ndarray,
+    order: Sequence[str],
+    tree: Any,
+    *,
+    width: float,
+    square: bool,
+) -> tuple[Figure, Any, np.ndarray, list[str]]:
+    """A figure: the tree (if given) left of a heat-map axis, rows in its layout order."""
+    order = list(order)
+    rows = np.arange(len(order))
+    if tree is not None:
+        x, y, leaves = _ordered_layout(tree)
+        where = {s: i for i, s in enumerate(order)}
+        laid = [s for s in leaves if s in where]
+        if len(laid) == len(order):
+            rows = np.asarray([where[s] for s in laid])
+            order = laid
+    m = np.asarray(matrix, dtype=np.float64)[rows]
+    if square:
+        m = m[:, rows]
+    n = len(order)
+    fig = Figure(figsize=(width, max(3.0, min(0.18 * n + 1.5, 30.0))))
+    if tree is not None and len(order) == n and n > 1:
+        gs = fig.add_gridspec(1, 2, width_ratios=[1, 4], wspace=0.02)
+        tax = fig.add_subplot(gs[0])
+        x, y, _ = _ordered_layout(tree)
+        y = {k: n - 1 - v for k, v in y.items()}  # first leaf at the top, like the rows
+        tax.add_collection(LineCollection(_tree_segments(tree, x, y), colors="0.2", linewidths=0.8))
+        tax.set_xlim(-0.02 * max(x.values()), max(x.values()) * 1.02 + 1e-12)
+        tax.set_ylim(-0.5, n - 0.5)
+        tax.set_axis_off()
+        ax = fig.add_subplot(gs[1])
+    else:
+        ax = fig.add_subplot()
+    return fig, ax, m, order
+
+
+def plot_confusion(
+    confusion: np.ndarray,
+    order: Sequence[str],
+    path: str | Path,
+    *,
+    tree: Any = None,
+    title: str = "identification: confusion rates (rows: true species)",
+) -> Path:
+    """The ``[S, S]`` confusion rates, species in tree order, the tree (if given) alongside.
+
+    ``confusion[i, j]``: fraction of species ``order[i]``'s specimens identified as
+    ``order[j]``. Off-diagonal mass near the diagonal means confusions between relatives.
+    """
+    fig, ax, m, order = _heat_with_tree(confusion, order, tree, width=9.5, square=True)
+    n = len(order)
+    im = ax.imshow(
+        m, cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto", extent=(-0.5, n - 0.5, -0.5, n - 0.5)
+    )
+    ax.set_ylim(-0.5, n - 0.5)
+    labels = order if n <= 60 else [""] * n
+    ax.set_yticks(np.arange(n)[::-1])
+    ax.set_yticklabels(labels, fontsize=5)
+    ax.set_xticks(np.arange(n))
+    ax.set_xticklabels(labels, rotation=90, fontsize=5)
+    ax.set_xlabel("identified as")
+    fig.colorbar(im, ax=ax, fraction=0.04, label="rate")
+    ax.set_title(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def plot_selected_features(
+    selected: np.ndarray,
+    order: Sequence[str],
+    path: str | Path,
+    *,
+    tree: Any = None,
+    title: str = "concrete AEs: selected input features (diagnostic characters)",
+) -> Path:
+    """``[S, D]`` 0/1 matrix of the features each species' concrete AE selects, tree order."""
+    fig, ax, m, order = _heat_with_tree(selected, order, tree, width=9.0, square=False)
+    n, d = m.shape
+    ax.imshow(
+        m, cmap="Greys", vmin=0.0, vmax=1.0, aspect="auto", extent=(-0.5, d - 0.5, -0.5, n - 0.5)
+    )
+    ax.set_ylim(-0.5, n - 0.5)
+    ax.set_yticks(np.arange(n)[::-1])
+    ax.set_yticklabels(order if n <= 60 else [""] * n, fontsize=5)
+    ax.set_xlabel("input feature")
+    ax.set_title(title, fontsize=9)
+    return save_figure(fig, path)
+
+
+def plot_identification_scores(
+    score: np.ndarray,
+    correct: np.ndarray,
+    known_novelty: np.ndarray,
+    novel_novelty: np.ndarray,
+    path: str | Path,
+    *,
+    bins: int = 10,
+) -> Path:
+    """Reliability of the calibrated score (left); novelty scores, known vs unseen (right)."""
+    score = np.asarray(score, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    fig = Figure(figsize=(10, 4))
+    ax = fig.add_subplot(1, 2, 1)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.minimum((score * bins).astype(np.int64), bins - 1)
+    centres, acc, counts = [], [], []
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            centres.append(score[sel].mean())
+            acc.append(correct[sel].mean())
+            counts.append(int(sel.sum()))
+    ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--")
+    ax.plot(centres, acc, marker="o")
+    for c, a, k in zip(centres, acc, counts):
+        ax.annotate(str(k), (c, a), xytext=(3, -9), textcoords="offset points", fontsize=6)
+    ax.set_xticks(edges[::2])
+    ax.set_xlabel("calibrated score of the identified species")
+    ax.set_ylabel("fraction correct")
+    ax.set_title("reliability (numbers: specimens per bin)", fontsize=9)
+    ax = fig.add_subplot(1, 2, 2)
+    known = np.asarray(known_novelty, dtype=np.float64)
+    novel = np.asarray(novel_novelty, dtype=np.float64)
+    both = np.concatenate([known, novel])
+    both = both[np.isfinite(both)]
+    if len(both):
+        lo, hi = np.percentile(both, [0.5, 99.5])
+        hb = np.linspace(lo, hi if hi > lo else lo + 1.0, 40)
+        if len(known):
+            ax.hist(np.clip(known, lo, hi), bins=hb, alpha=0.6, density=True, label="known species")
+        if len(novel):
+            ax.hist(
+                np.clip(novel, lo, hi), bins=hb, alpha=0.6, density=True, label="unseen species"
+            )
+        ax.legend(fontsize=8, frameon=False)
+    ax.set_xlabel("novelty score (robust z of log error)")
+    ax.set_title("novelty: bank without the held-out species", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)

@@ -230,9 +230,9 @@ class SpeciesConfig(_Section):
 class AutoencoderConfig(_Section):
     """One AE per species (``autoencoder:``)."""
 
-    variant: Literal["plain", "denoising", "sparse", "contractive", "variational"] = Field(
-        "plain", description="the kind of autoencoder every species gets"
-    )
+    variant: Literal[
+        "plain", "denoising", "sparse", "contractive", "variational", "concrete", "mdl"
+    ] = Field("plain", description="the kind of autoencoder every species gets")
     hidden: list[int] = Field(
         default_factory=lambda: [64], description="encoder hidden widths (the decoder mirrors)"
     )
@@ -277,6 +277,23 @@ class AutoencoderConfig(_Section):
         1e-3, ge=0, description="contractive: weight of the Jacobian penalty"
     )
     kl_weight: float = Field(1e-3, ge=0, description="variational: weight of the KL term")
+    selected_features: int | None = Field(
+        None,
+        ge=1,
+        description="concrete: input features the selector layer picks (its code); None = latent",
+    )
+    temperature_start: float = Field(
+        10.0, gt=0, description="concrete: selector temperature at the first step"
+    )
+    temperature_end: float = Field(
+        0.1, gt=0, description="concrete: temperature at the last step (annealed exponentially)"
+    )
+    duplicate_weight: float = Field(
+        1.0, ge=0, description="concrete: penalty on two selector rows picking one feature"
+    )
+    rate_weight: float = Field(
+        1e-3, ge=0, description="mdl: weight of the code's bits per instance against the MSE"
+    )
     checkpoint_every: int = Field(
         500, ge=1, description="steps between training checkpoints (for --resume)"
     )
@@ -295,6 +312,16 @@ class AutoencoderConfig(_Section):
         if any(w < 1 for w in v):
             raise ValueError(f"every width must be >= 1, got {v}")
         return v
+
+    @model_validator(mode="after")
+    def _check_temperatures(self) -> AutoencoderConfig:
+        if self.temperature_end > self.temperature_start:
+            raise _FieldError(
+                "temperature_end",
+                f"must be <= temperature_start ({self.temperature_start}), "
+                f"got {self.temperature_end}",
+            )
+        return self
 
 
 class MetaConfig(_Section):
@@ -371,6 +398,21 @@ class AnalysisConfig(_Section):
         "CUDA when present (--device overrides)",
     )
 
+    identification: bool | Literal["auto"] = Field(
+        "auto",
+        description="score the AE bank as a species identifier (accuracy, novelty, features); "
+        "auto: when that costs at most a quarter of the AE training",
+    )
+    identification_specimens: int = Field(
+        64, ge=1, description="identification: fresh test specimens per species"
+    )
+    identification_calibration: int = Field(
+        32, ge=2, description="identification: fresh specimens per species to calibrate on"
+    )
+    identification_held_out: float = Field(
+        0.25, ge=0, lt=1, description="identification: fraction of species held out for novelty"
+    )
+
     @field_validator("baselines")
     @classmethod
     def _known_baselines(cls, v: list[str] | str) -> list[str] | str:
@@ -382,6 +424,13 @@ class AnalysisConfig(_Section):
                     f" (choose from {', '.join(BASELINE_NAMES)})"
                 )
         return v
+
+    @field_validator("identification", mode="before")
+    @classmethod
+    def _identification_setting(cls, v: Any) -> Any:
+        if v == "auto" or isinstance(v, bool):
+            return v
+        raise ValueError(f"must be true, false or 'auto', got {v!r}")
 
 
 class Scenario(_Section):
@@ -411,6 +460,16 @@ class Scenario(_Section):
     analysis: AnalysisConfig = Field(
         default_factory=AnalysisConfig, description="inferred tree, scores and baselines"
     )
+
+    @model_validator(mode="after")
+    def _check_sections(self) -> Scenario:
+        if self.autoencoder.variant == "concrete" and self.meta.functional_weight > 0:
+            raise _FieldError(
+                "meta.functional_weight",
+                "the MAE's functional loss runs MLP encoders only; "
+                "set it to 0 with autoencoder.variant concrete",
+            )
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved scenario as plain data (every default filled in)."""

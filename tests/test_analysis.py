@@ -218,10 +218,12 @@ def test_analyse_end_to_end_and_files(tiny, tmp_path):
     (tmp_path / "scenario.yaml").write_text(dump_scenario(sc))
     back = Report.from_run_dir(tmp_path)
     assert back.species == report.species and back.metrics == data["mae"]
+    assert bool(back.identification) == bool(report.identification)
     np.testing.assert_allclose(back.latents, report.latents, rtol=1e-7)
     np.testing.assert_array_equal(back.latent_distances, report.latent_distances)
     paths = draw_figures(back, tmp_path / "figures")
-    assert len(paths) == 5
+    # five figures, and two more from the species-identification section when it ran
+    assert len(paths) == 5 + (2 if report.identification else 0)
     for png in paths:
         assert png.suffix == ".png" and png.with_suffix(".svg").stat().st_size > 0
 

@@ -14,6 +14,7 @@ from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
 from evosim.analysis.baselines import BASELINES, baseline_distances
+from evosim.analysis.identification import identification_for_analysis
 from evosim.analysis.metrics import METRICS, euclidean, mantel, patristic, score_distances
 from evosim.analysis.report import Report
 from evosim.analysis.support import (
@@ -316,5 +317,6 @@ def analyse(
         devices={"analysis": str(dev)},
         seed=seed,
     )
+    report.identification = identification_for_analysis(sim, bank, config, seed=seed, device=dev)
     log.info("analysis: %d methods scored in %.1f s", len(names) + 1, time.perf_counter() - t0)
     return report

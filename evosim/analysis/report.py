@@ -38,6 +38,7 @@ import numpy as np
 
 from evosim import runio
 from evosim.analysis.glossary import describe
+from evosim.analysis.identification import identification_markdown, identification_summary
 from evosim.analysis.metrics import METRICS
 from evosim.errors import FileFormatError, ScenarioError
 
@@ -261,6 +262,7 @@ class Report:
     devices: dict[str, str] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
+    identification: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ text
 
@@ -362,6 +364,8 @@ class Report:
                 f"between species {_fmt(n['between'])} (ratio {_fmt(n['ratio'])}).",
                 "",
             ]
+        if self.identification:
+            lines += [identification_markdown(self.identification)]
         if self.timings:
             lines += ["## Stage timings", "", "| stage | seconds |", "|---|---:|"]
             lines += [f"| {k} | {v:.2f} |" for k, v in self.timings.items()]
@@ -395,6 +399,8 @@ class Report:
             out["support"] = self.support_summary
         if self.noise_floor:
             out["noise_floor"] = self.noise_floor
+        if self.identification:
+            out["identification"] = identification_summary(self.identification)
         # Wall times live in report.md and provenance.json, not here.
         out["meta"] = {
             k: v
@@ -468,6 +474,10 @@ class Report:
                 for st, v in zip(np.asarray(steps).tolist(), np.asarray(m.get(name, [])).tolist()):
                     rows.append([name, st, f"{v:.8g}"])
             written.append(runio.write_text(out / "mae_losses.csv", _csv(rows)))
+        if self.identification:
+            written.append(
+                runio.write_json(out / "identification.json", _json_safe(self.identification))
+            )
         written.append(runio.write_text(out / "report.md", self.markdown()))
         return written
 
@@ -538,6 +548,9 @@ class Report:
             baseline_trees=baseline_trees,
             provenance=metrics.get("provenance", {}),
             seed=scenario.seed,
+            identification=runio.read_json(run / "identification.json")
+            if (run / "identification.json").exists()
+            else {},
         )
 
 

@@ -11,6 +11,8 @@ import torch
 
 from evosim import runio
 from evosim.train import model as _model
+from evosim.train import variants as _variants
+from evosim.train.identify import IdentifierMixin
 from evosim.train.spec import AESpec
 
 __all__ = ["AEBank", "plain_data"]
@@ -29,7 +31,7 @@ def _back(y: torch.Tensor, was_torch: bool) -> Any:
     return y if was_torch else y.detach().cpu().numpy()
 
 
-class AEBank:
+class AEBank(IdentifierMixin):
     """M = S x R trained autoencoders with stacked parameters (species-major members).
 
     Member ``m`` is species ``species[m // replicates]``, replicate ``m % replicates``.
@@ -57,6 +59,10 @@ class AEBank:
 
     Inputs and outputs of :meth:`encode` and friends keep their type: NumPy in, NumPy out;
     torch in, torch out (differentiable, on the input's device).
+
+    :meth:`identify` names the species of new instances (after
+    :meth:`calibrate_identification`); :meth:`selected_features` (concrete AEs) and
+    :meth:`bits_per_instance` (MDL AEs) read what those variants learned.
     """
 
     def __init__(
@@ -272,7 +278,62 @@ class AEBank:
             info=self.info,
         )
 
-    # ------------------------------------------------------------------ files
+    # ------------------------------------------------------------------ variants
+
+    def selected_features(self, species: Any = None, *, replicate: int = 0) -> np.ndarray:
+        """Input features a concrete AE selects (argmax of each selector row's logits).
+
+        Parameters
+        ----------
+        species
+            A species name or member index (returns ``[k]``), a list of them
+            (``[K, k]``), or None for every species (``[S, k]``).
+        replicate
+            Which replicate a species name means.
+
+        Returns
+        -------
+        np.ndarray
+            int64 indices into the D inputs, in selector-row order (two rows may pick
+            the same feature).
+        """
+        if self.spec.variant != "concrete":
+            raise ValueError(f"selected_features needs concrete AEs, not {self.spec.variant!r}")
+        members, single = self._members(species, replicate)
+        logits = self.params["selector.logits"][torch.as_tensor(members, dtype=torch.long)]
+        out = _variants.selected_indices(logits).numpy()
+        return out[0] if single else out
+
+    def bits_per_instance(self, x: Any, species: Any = None, *, replicate: int = 0) -> np.ndarray:
+        """Description length in bits of each instance's quantised code, for MDL AEs.
+
+        ``-sum_j log2 P(q_j)`` of the integer code ``q = round(encoder(x))`` under the
+        member's learned prior (:mod:`evosim.train.variants`).
+
+        Parameters
+        ----------
+        x
+            ``[P, D]`` instances, or ``[K, P, D]`` (one set per selected member).
+        species
+            As in :meth:`selected_features`.
+
+        Returns
+        -------
+        np.ndarray
+            ``[P]`` for one species, else ``[K, P]`` (float64).
+        """
+        if self.spec.variant != "mdl":
+            raise ValueError(f"bits_per_instance needs mdl AEs, not {self.spec.variant!r}")
+        members, single = self._members(species, replicate)
+        xt, _ = _to_torch(x)
+        xt = xt.detach().to("cpu", torch.float32)
+        if single and xt.dim() == 2:
+            xt = xt.unsqueeze(0)
+        params = self._params_on(torch.device("cpu"), members)
+        with torch.inference_mode():
+            bits = _variants.code_bits(_model.encode(params, self.spec, xt), params)
+        out = bits.double().numpy()
+        return out[0] if single else out
 
     # ------------------------------------------------------------------ groups
 

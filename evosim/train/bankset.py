@@ -20,6 +20,7 @@ import torch
 
 from evosim import runio
 from evosim.train.bank import AEBank, plain_data
+from evosim.train.identify import IdentifierMixin
 
 __all__ = ["AEBankSet", "load_bank"]
 
@@ -27,7 +28,7 @@ _FORMAT = "evosim.aebankset"
 _VERSION = 1
 
 
-class AEBankSet:
+class AEBankSet(IdentifierMixin):
     """Species' AEs of several architectures, one :class:`AEBank` per architecture.
 
     Member ``m`` is species ``species[m // replicates]``, replicate ``m % replicates``,
@@ -157,6 +158,24 @@ class AEBankSet:
         """
         per_group = [g.encode_all(x) for g in self.groups]
         return [per_group[g][j] for g, j in map(self.locate, range(self.n_members))]
+
+    def selected_features(self, species: str, *, replicate: int = 0) -> np.ndarray:
+        """``[k]`` inputs selected by a concrete species' AE (:meth:`AEBank.selected_features`)."""
+        return self.groups[self.group_of[self._species_index(species)]].selected_features(
+            species, replicate=replicate
+        )
+
+    def bits_per_instance(self, x: Any, species: str, *, replicate: int = 0) -> np.ndarray:
+        """``[P]`` bits of the codes of ``x`` under an MDL species' AE (see AEBank)."""
+        return self.groups[self.group_of[self._species_index(species)]].bits_per_instance(
+            x, species, replicate=replicate
+        )
+
+    def _species_index(self, species: str) -> int:
+        try:
+            return self.species.index(str(species))
+        except ValueError:
+            raise ValueError(f"unknown species {species!r}") from None
 
     def module(self, i: int) -> torch.nn.Module:
         """Member ``i`` as an ordinary :class:`torch.nn.Module` (see :meth:`AEBank.module`)."""

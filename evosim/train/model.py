@@ -19,6 +19,7 @@ from torch import nn
 
 from evosim.seeding import rng
 from evosim.train import ops as _ops
+from evosim.train import variants as _variants
 from evosim.train.spec import AESpec
 
 __all__ = [
@@ -107,9 +108,15 @@ def _mlp(
 def encode(params: Params, spec: AESpec, x: torch.Tensor) -> torch.Tensor:
     """Codes ``[M, B, latent]`` of inputs ``x`` (``[M, B, D]``, or ``[B, D]`` shared by all).
 
-    The variational code is the posterior mean.
+    The variational code is the posterior mean; the concrete code is the selected input
+    features (argmax of each selector row); the MDL code is quantised to integers (with a
+    straight-through gradient).
     """
+    if spec.variant == "concrete":
+        return _variants.select(x, _variants.hard_selection(params["selector.logits"]))
     out = _mlp(params, "encoder", activation_fn(spec.activation), x)
+    if spec.variant == "mdl":
+        return _variants.quantise(out)
     return out[..., : spec.latent]
 
 
@@ -183,6 +190,9 @@ def member_objective(
     noise: torch.Tensor | None = None,
     eps: torch.Tensor | None = None,
     compute_dtype: torch.dtype | None = None,
+    gumbel: torch.Tensor | None = None,
+    temperature: torch.Tensor | float | None = None,
+    quant_noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-member training objective ``[M]`` on minibatches ``x`` ``[M, B, D]``.
 
@@ -195,7 +205,13 @@ def member_objective(
     * ``contractive``: ``contractive_weight`` times the batch mean of
       :func:`contractive_penalty`;
     * ``variational``: the code is ``mu + exp(logvar / 2) * eps`` and ``kl_weight`` times the
-      batch mean of :func:`gaussian_kl` is added.
+      batch mean of :func:`gaussian_kl` is added;
+    * ``concrete``: the code is the relaxed selection of inputs by the selector rows at
+      ``temperature`` with Gumbel noise ``gumbel`` ``[M, k, D]``, and ``duplicate_weight``
+      times the duplicate-selection penalty is added;
+    * ``mdl``: the code is the encoder output plus ``quant_noise`` (U(-1/2, 1/2)) and
+      ``rate_weight`` times its batch-mean bits under the learned prior is added
+      (:mod:`evosim.train.variants`).
 
     ``compute_dtype`` (e.g. bfloat16) runs the layers in that dtype; the parameters stay as
     they are (cast per layer) and the reconstruction is compared with ``x`` in float32.
@@ -210,9 +226,23 @@ def member_objective(
     if compute_dtype is not None:
         inp = inp.to(compute_dtype)
     pres: list[torch.Tensor] | None = [] if variant == "contractive" else None
-    out = _mlp(params, "encoder", act, inp, pres)
     penalty = None
-    if variant == "variational":
+    if variant == "concrete":
+        if gumbel is None or temperature is None:
+            raise ValueError("concrete needs gumbel and temperature")
+        sel = _variants.concrete_selection(params["selector.logits"], gumbel, temperature)
+        out = _variants.select(inp, sel)
+        if config.duplicate_weight:
+            dup = _variants.duplicate_penalty(params["selector.logits"], temperature)
+            penalty = config.duplicate_weight * dup
+    else:
+        out = _mlp(params, "encoder", act, inp, pres)
+    if variant == "mdl":
+        if quant_noise is None:
+            raise ValueError("mdl needs quant_noise")
+        code = out + quant_noise.to(out.dtype)
+        penalty = config.rate_weight * _variants.code_bits(code, params).mean(1)
+    elif variant == "variational":
         if eps is None:
             raise ValueError("variational needs eps")
         mu, logvar = out[..., : spec.latent], out[..., spec.latent :]
@@ -242,6 +272,9 @@ def _uniform_layer(gen: np.random.Generator, fan_in: int, shape: tuple[int, ...]
 def _draw(spec: AESpec, gen: np.random.Generator) -> dict[str, np.ndarray]:
     out = {}
     for key, shape in spec.param_shapes().items():
+        if key in _variants.NON_LAYER_PARAMS:
+            out[key] = _variants.init_param(key, shape, gen)
+            continue
         fan_in = (
             shape[0]
             if key.endswith("weight")
@@ -305,12 +338,18 @@ class SpeciesAE(nn.Module):
                     layers.append(_Activation(spec.activation))
             return nn.Sequential(*layers)
 
-        self.encoder = build("encoder", spec.encoder_widths)
+        if spec.variant == "concrete":
+            self.encoder: nn.Module = _Select(
+                _variants.selected_indices(params["selector.logits"].unsqueeze(0))[0]
+            )
+        else:
+            self.encoder = build("encoder", spec.encoder_widths)
         self.decoder = build("decoder", spec.decoder_widths)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Code ``[..., latent]`` (posterior mean for ``variational``)."""
-        return self.encoder(x)[..., : self.spec.latent]
+        """Code ``[..., latent]`` (posterior mean for ``variational``, integers for ``mdl``)."""
+        z = self.encoder(x)[..., : self.spec.latent]
+        return _variants.quantise(z) if self.spec.variant == "mdl" else z
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Reconstruction ``[..., D]`` of a code."""
@@ -318,6 +357,20 @@ class SpeciesAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
+
+
+class _Select(nn.Module):
+    """The concrete AE's test-time encoder: the inputs at fixed indices."""
+
+    def __init__(self, index: torch.Tensor):
+        super().__init__()
+        self.register_buffer("index", index.to(torch.int64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.index_select(-1, self.index)
+
+    def extra_repr(self) -> str:
+        return f"features={self.index.tolist()}"
 
 
 class _Activation(nn.Module):

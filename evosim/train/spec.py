@@ -8,7 +8,7 @@ from typing import Any
 __all__ = ["AESpec", "ACTIVATIONS", "VARIANTS"]
 
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "softplus", "sigmoid")
-VARIANTS = ("plain", "denoising", "sparse", "contractive", "variational")
+VARIANTS = ("plain", "denoising", "sparse", "contractive", "variational", "concrete", "mdl")
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,11 @@ class AESpec:
 
     Hidden layers use ``activation``; the code layer and the output layer are linear.
     The ``variational`` encoder's last layer outputs ``2 * latent`` values, ``[mu, logvar]``.
+    The ``concrete`` encoder is a selector layer instead of an MLP: ``selector.logits``
+    ``[latent, input_dim]``, one row per selected input feature (the code is those
+    ``latent`` features; ``hidden`` shapes the decoder only). The ``mdl`` AE adds a learned
+    factorised prior over its quantised code, ``prior.loc`` and ``prior.log_scale``
+    ``[latent]`` (:mod:`evosim.train.variants`).
 
     Parameters
     ----------
@@ -29,7 +34,8 @@ class AESpec:
     activation
         One of :data:`ACTIVATIONS`.
     variant
-        One of :data:`VARIANTS` (only ``variational`` changes the parameter shapes).
+        One of :data:`VARIANTS` (``variational``, ``concrete`` and ``mdl`` change the
+        parameters).
     """
 
     input_dim: int
@@ -52,7 +58,12 @@ class AESpec:
 
     @property
     def encoder_widths(self) -> list[int]:
-        """Widths from input to encoder output (``2 * latent`` for ``variational``)."""
+        """Widths from input to encoder output (``2 * latent`` for ``variational``).
+
+        ``[input_dim, latent]`` for ``concrete``, whose encoder is a selector, not a layer.
+        """
+        if self.variant == "concrete":
+            return [self.input_dim, self.latent]
         out = 2 * self.latent if self.variant == "variational" else self.latent
         return [self.input_dim, *self.hidden, out]
 
@@ -64,10 +75,17 @@ class AESpec:
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-member parameter shapes, in layer order (weights are ``[in, out]``)."""
         shapes: dict[str, tuple[int, ...]] = {}
-        for part, widths in (("encoder", self.encoder_widths), ("decoder", self.decoder_widths)):
+        parts = [("encoder", self.encoder_widths), ("decoder", self.decoder_widths)]
+        if self.variant == "concrete":
+            shapes["selector.logits"] = (self.latent, self.input_dim)
+            parts = parts[1:]
+        for part, widths in parts:
             for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
                 shapes[f"{part}.{i}.weight"] = (a, b)
                 shapes[f"{part}.{i}.bias"] = (b,)
+        if self.variant == "mdl":
+            shapes["prior.loc"] = (self.latent,)
+            shapes["prior.log_scale"] = (self.latent,)
         return shapes
 
     @property
@@ -100,11 +118,26 @@ class AESpec:
 
     @classmethod
     def from_config(cls, config: Any, input_dim: int) -> AESpec:
-        """The spec an :class:`~evosim.scenario.AutoencoderConfig` asks for on D-dim data."""
+        """The spec an :class:`~evosim.scenario.AutoencoderConfig` asks for on D-dim data.
+
+        A ``concrete`` AE's code is its ``selected_features`` (default ``latent``) inputs.
+        """
+        latent = int(config.latent)
+        if config.variant == "concrete":
+            k = getattr(config, "selected_features", None)
+            latent = latent if k is None else int(k)
+            if latent > int(input_dim):
+                from evosim.errors import ScenarioError
+
+                field = "selected_features" if k is not None else "latent"
+                raise ScenarioError(
+                    f"autoencoder.{field}: a concrete AE selects at most the instance "
+                    f"dimension D={input_dim} features, got {latent}"
+                )
         return cls(
             input_dim=int(input_dim),
             hidden=tuple(config.hidden),
-            latent=int(config.latent),
+            latent=latent,
             activation=config.activation,
             variant=config.variant,
         )

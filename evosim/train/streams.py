@@ -25,6 +25,8 @@ _MASK = 0xFFFFFFFF
 STREAM_BATCH = 1
 STREAM_NOISE = 2
 STREAM_EPS = 3
+STREAM_GUMBEL = 4  # concrete AE selector noise
+STREAM_QUANT = 5  # MDL AE quantisation noise
 
 
 def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:

@@ -40,6 +40,7 @@ from evosim.devices import resolve_device
 from evosim.seeding import rng
 from evosim.train import model as _model
 from evosim.train import streams
+from evosim.train import variants as _variants
 from evosim.train.bank import AEBank
 from evosim.train.spec import AESpec
 
@@ -319,6 +320,8 @@ class BatchedTrainer:
                     "sparsity_target",
                     "contractive_weight",
                     "kl_weight",
+                    "rate_weight",
+                    "duplicate_weight",
                 )
             }
         )
@@ -405,6 +408,7 @@ class BatchedTrainer:
             eps = streams.normal(
                 streams.step_base(self.keys, streams.STREAM_EPS, t), (x.shape[1], spec.latent)
             )
+        extra = _variants.step_inputs(spec, cfg, self.keys, t, x.shape[1], self.device)
         params = dict(zip(self.names, st.params))
         with self._autocast():
             loss = self._objective(
@@ -415,6 +419,7 @@ class BatchedTrainer:
                 noise=noise,
                 eps=eps,
                 compute_dtype=self.compute_dtype,
+                **extra,
             )
         loss = loss.float()
         alive = st.alive & torch.isfinite(loss)
