@@ -24,10 +24,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import networkx as nx
 import numpy as np
+from scipy.cluster.hierarchy import linkage
+from scipy.spatial.distance import squareform
 
-from evosim.phylo.tree import Phylogeny, _NameGen, _no_gc
+from evosim.phylo.tree import (
+    _NAME,
+    Phylogeny,
+    _NameGen,
+    _preorder_of_parents,
+    _times_from_lengths,
+)
 
 __all__ = ["neighbor_joining", "upgma"]
 
@@ -74,26 +81,30 @@ def _build(
     *,
     rooted: bool,
 ) -> Phylogeny:
-    """Graph from parent/length arrays over nodes 0..n-1 (leaves) and n.. (internal)."""
+    """Tree from parent/length arrays over nodes 0..n-1 (leaves) and n.. (internal).
+
+    Children are ordered by node index; internal nodes get fresh unlabelled names.
+    """
     n = len(labels)
     gen = _NameGen(set(labels))
-    names = labels + [gen() for _ in range(len(parent) - n)]
-    with _no_gc():
-        g = nx.DiGraph(rooted=rooted)
-        g.add_node(names[root], label=None)
-        # children sorted by node index give a deterministic order
-        kids: list[list[int]] = [[] for _ in names]
-        for c, p in enumerate(parent):
-            if p >= 0:
-                kids[p].append(c)
-        stack = [root]
-        while stack:
-            v = stack.pop()
-            for c in kids[v]:
-                g.add_node(names[c], **({} if c < n else {"label": None}))
-                g.add_edge(names[v], names[c], length=float(length[c]))
-            stack.extend(reversed(kids[v]))
-        return Phylogeny(g)
+    m = len(parent)
+    par = np.asarray(parent, dtype=np.int64)
+    par[root] = -1
+    order = _preorder_of_parents(par)
+    if int(order[0]) != root:  # pragma: no cover - the root is the only parentless node
+        raise AssertionError("root mismatch")
+    pos = np.empty(m, dtype=np.int64)
+    pos[order] = np.arange(m)
+    p = par[order]
+    new_parent = np.where(p >= 0, pos[np.maximum(p, 0)], -1)
+    names_all = labels + [gen() for _ in range(m - n)]
+    ol = order.tolist()
+    names = [names_all[i] for i in ol]
+    lengths = np.asarray(length, dtype=np.float64)[order]
+    lengths[0] = 0.0
+    labs = [_NAME if i < n else None for i in ol]
+    time = _times_from_lengths(new_parent, lengths)
+    return Phylogeny._new(names, new_parent, time, lengths, labels=labs, rooted=rooted)
 
 
 def neighbor_joining(D: np.ndarray, labels: Sequence[str]) -> Phylogeny:
@@ -277,75 +288,20 @@ def upgma(D: np.ndarray, labels: Sequence[str]) -> Phylogeny:
 
     Notes
     -----
-    Row minima are maintained between merges (average linkage never makes a distance
-    smaller than both of its parts), so each step costs O(n) plus a rescan of rows whose
-    nearest cluster was merged: O(n^2) typical, O(n^3) worst case.
+    The merges are scipy's ``linkage(..., method="average")`` (O(n^2) with the
+    nearest-neighbour chain algorithm).
     """
     D, labels = _check_matrix(D, labels)
     n = len(labels)
     if n == 1:
         return _build(labels, [-1], [0.0], 0, rooted=True)
-    W = D.copy()
-    np.fill_diagonal(W, np.inf)
-    size = np.ones(n)
-    height = np.zeros(n)
-    node = list(range(n))
+    Z = linkage(squareform(D, checks=False), method="average")
     parent = [-1] * (2 * n - 1)
-    hnode = [0.0] * (2 * n - 1)
-    rowarg = np.argmin(W, axis=1)
-    rowmin = W[np.arange(n), rowarg]
-    nxt = n
-    r = n
-    while r > 1:
-        Wa = W[:r, :r]
-        i = int(np.argmin(rowmin[:r]))
-        j = int(rowarg[i])
-        if j < i:
-            i, j = j, i
-        h = 0.5 * W[i, j]
-        u = nxt
-        nxt += 1
-        parent[node[i]] = u
-        parent[node[j]] = u
-        hnode[u] = max(h, height[i], height[j])
-        si, sj = size[i], size[j]
-        du = (si * Wa[i] + sj * Wa[j]) / (si + sj)
-        du[i] = du[j] = np.inf
-        Wa[i] = du
-        Wa[:, i] = du
-        size[i] = si + sj
-        height[i] = hnode[u]
-        stale = (rowarg[:r] == i) | (rowarg[:r] == j)
-        better = du < rowmin[:r]
-        rowmin[:r] = np.where(better, du, rowmin[:r])
-        rowarg[:r] = np.where(better, i, rowarg[:r])
-        stale[i] = True
-        last = r - 1
-        if j != last:
-            Wa[j] = Wa[last]
-            Wa[:, j] = Wa[:, last]
-            W[j, j] = np.inf
-            size[j] = size[last]
-            height[j] = height[last]
-            node[j] = node[last]
-            rowmin[j] = rowmin[last]
-            rowarg[j] = rowarg[last]
-            stale[j] = stale[last]
-        node[i] = u
-        node.pop()
-        r -= 1
-        if r > 1:
-            ra = rowarg[:r]
-            ra[ra == last] = j
-            stale = np.flatnonzero(stale[:r])
-            if stale.size:
-                block = W[stale, :r]
-                a = np.argmin(block, axis=1)
-                rowarg[stale] = a
-                rowmin[stale] = block[np.arange(stale.size), a]
-    root = nxt - 1
-    length = [0.0] * len(parent)
-    for c, p in enumerate(parent):
-        if p >= 0:
-            length[c] = hnode[p] - hnode[c]
-    return _build(labels, parent, length, root, rooted=True)
+    height = [0.0] * (2 * n - 1)
+    for k, (a, b, d, _) in enumerate(Z.tolist()):
+        u = n + k
+        a, b = int(a), int(b)
+        parent[a] = parent[b] = u
+        height[u] = max(0.5 * d, height[a], height[b])
+    length = [height[p] - height[c] if p >= 0 else 0.0 for c, p in enumerate(parent)]
+    return _build(labels, parent, length, 2 * n - 2, rooted=True)
