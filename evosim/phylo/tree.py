@@ -848,7 +848,13 @@ class Phylogeny:
         return self.leaves, _patristic(arr, self._time)
 
     # ------------------------------------------------------------------ output, copies
-    def to_newick(self, *, lengths: bool = True, internal_labels: bool = True) -> str:
+    def to_newick(
+        self,
+        *,
+        lengths: bool = True,
+        internal_labels: bool = True,
+        labels: Mapping[str, str | None] | None = None,
+    ) -> str:
         """Newick text. Labels are quoted when needed; lengths written exactly (``repr``).
 
         Unrooted trees (``graph.graph["rooted"] is False``) start with the ``[&U]``
@@ -860,10 +866,19 @@ class Phylogeny:
             Write branch lengths (missing ones are never written).
         internal_labels : bool
             Write internal-node labels (see the module notes on ``"label"``).
+        labels : mapping, optional
+            Text to write for some nodes instead of their own labels (``None``: nothing),
+            e.g. support values on internal nodes.
         """
         arr = self.to_arrays()
         names = arr.names
-        labels = self._label_list()
+        own = self._label_list()
+        if labels:
+            pos = self._index()
+            own = list(own)
+            for v, lab in labels.items():
+                own[pos[v]] = lab
+        labels = own
         leaf = arr.is_leaf.tolist()
         n = arr.n_nodes
         text = [""] * n
