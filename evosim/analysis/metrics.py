@@ -266,7 +266,7 @@ def mantel(
             return r, stop_after / (drawn + at)
         hits += int(counted[-1])
         drawn += m
-        if drawn == m and n > 64 and drawn < permutations:
+        if drawn == m and n > 64 and drawn < permutations and _RANKS:
             # choose the screening rank from the pilot's spread: the smallest whose slack
             # leaves room between the observed r and the bulk of the null
             pilot = stats.tolist()

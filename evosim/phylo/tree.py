@@ -193,6 +193,7 @@ class Phylogeny:
         self._graph = graph
         self._arr: TreeArrays | None = None
         self._pos: dict[str, int] | None = None
+        self._leaf_names: list[str] | None = None
 
     @classmethod
     def _new(
@@ -481,8 +482,10 @@ class Phylogeny:
     def leaves(self) -> list[str]:
         """All leaves (extinct ones included), in preorder."""
         arr = self.to_arrays()
-        names = arr.names
-        return [names[i] for i in arr.leaf_nodes.tolist()]
+        if self._leaf_names is None:
+            names = arr.names
+            self._leaf_names = [names[i] for i in arr.leaf_nodes.tolist()]
+        return list(self._leaf_names)
 
     @property
     def extant_leaves(self) -> list[str]:
@@ -1056,31 +1059,28 @@ def _ref_first_ranges(arr: TreeArrays, ref: int) -> tuple[np.ndarray, np.ndarray
     """
     n = arr.n_nodes
     parent = arr.parent
-    # nodes on the path root -> ref: their leaf ranges shift; siblings keep their order
-    path = [ref]
-    while parent[path[-1]] >= 0:
-        path.append(int(parent[path[-1]]))
-    path.reverse()  # root ... ref
+    pl = parent.tolist()
+    path = [ref]  # ref ... root
+    while pl[path[-1]] >= 0:
+        path.append(pl[path[-1]])
     nleaf = arr.leaf_hi - arr.leaf_lo
-    lo = np.empty(n, dtype=np.int64)
     # every node's offset inside its parent's range, with the on-path child moved first:
     # preorder offsets (lo - parent's lo) hold for children after the on-path child; the
     # ones before it shift right by its leaf count; the on-path child itself goes to 0.
     rel = arr.leaf_lo - arr.leaf_lo[np.maximum(parent, 0)]
     rel[0] = 0
-    on_path = np.zeros(n, dtype=bool)
-    on_path[path] = True
+    on = np.asarray(path[:-1], dtype=np.int64)  # on-path nodes below the root
+    first = np.full(n, -1, dtype=np.int64)
+    first[parent[on]] = on
+    s = np.arange(1, n)
+    c = first[parent[s]]
+    before = (c >= 0) & (s != c) & (rel[s] < rel[np.maximum(c, 0)])
     shift = np.zeros(n, dtype=np.int64)
-    for child in path[1:]:
-        p = int(parent[child])
-        kids = arr.child_idx[arr.child_ptr[p] : arr.child_ptr[p + 1]]
-        before = kids[rel[kids] < rel[child]]
-        shift[before] = nleaf[child]
-        shift[child] = -rel[child]
+    shift[s[before]] = nleaf[c[before]]
+    shift[on] = -rel[on]
     rel = rel + shift
     # absolute lo = sum of rel along the path from the root (preorder accumulation)
     rl = rel.tolist()
-    pl = parent.tolist()
     lol = [0] * n
     for i in range(1, n):
         lol[i] = lol[pl[i]] + rl[i]
