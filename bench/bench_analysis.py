@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import importlib
 import math
 import os
@@ -114,6 +115,12 @@ def run_analysis(sc, sim, bank, meta, *, legacy: bool) -> tuple[float, dict, obj
     """(seconds incl. figures, seconds per part, report)."""
     prefix = "legacy" if legacy else "evosim"
     analyse = importlib.import_module(f"{prefix}.analysis.analyse").analyse
+    if legacy:
+        # the previous code needs its own (networkx-backed) tree type for the truth
+        from legacy.phylo import Phylogeny as OldPhylogeny
+
+        sim = copy.copy(sim)
+        sim._extant = OldPhylogeny.from_newick(sim.extant_tree().to_newick())
     timer = Timer()
     with patched(_instrument(timer, legacy)):
         t0 = time.perf_counter()
