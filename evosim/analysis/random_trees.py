@@ -50,12 +50,19 @@ def expected_random_rf(true_tree: Phylogeny) -> tuple[float, float]:
     the expected number shared; the random tree, being binary, always has n - 3 splits,
     so both expectations follow exactly.
     """
-    n = len(true_tree.leaves)
-    own = true_tree._split_ranges(False)
-    sizes = (own[3] - own[2]).astype(np.float64)
-    n_true = sizes.size
+    arr = true_tree.to_arrays()
+    n = int(arr.is_leaf.sum())
     if n < 4:
         return 0.0, 0.0
+    # one split per edge below a branching node; the root's two edges make one split
+    size = arr.leaf_hi - arr.leaf_lo
+    keep = (arr.n_children != 1) & (size >= 2) & (size <= n - 2)
+    keep[0] = False
+    root_kids = arr.child_idx[arr.child_ptr[0] : arr.child_ptr[1]]
+    if root_kids.size == 2:
+        keep[root_kids[1]] = False
+    sizes = size[keep].astype(np.float64)
+    n_true = sizes.size
     k, nk = sizes, n - sizes
     numer = 2.0 * n / (k * (k + 1)) + 2.0 * n / (nk * (nk + 1)) - 2.0 / (n - 1)
     log_c = np.array([math.lgamma(n + 1) - math.lgamma(x + 1) - math.lgamma(n - x + 1) for x in k])

@@ -67,7 +67,7 @@ def _ordered_intervals(
     if ref is None:
         leaves = [names[i] for i in arr.leaf_nodes.tolist()]
         return leaves, arr.leaf_lo, arr.leaf_hi, arr.n_children
-    order, lo, hi = _ref_first_ranges(arr, t._i(ref))
+    order, lo, hi = _ref_first_ranges(arr, int(t.indices([ref])[0]))
     return [names[i] for i in order.tolist()], lo, hi, arr.n_children
 
 
@@ -231,9 +231,9 @@ class _LCA:
 
     def __init__(self, t: Phylogeny, leaves: Sequence[str]) -> None:
         arr = t.to_arrays()
-        pos = t._index()
-        self.rank = arr.leaf_lo[[pos[v] for v in leaves]]  # preorder rank of each leaf
-        self.depth = arr.depth[[pos[v] for v in leaves]]
+        nodes = t.indices(leaves)
+        self.rank = arr.leaf_lo[nodes]  # preorder rank of each leaf
+        self.depth = arr.depth[nodes]
         h = np.zeros(max(int(arr.is_leaf.sum()) - 1, 1), dtype=np.int64)
         child = np.arange(1, arr.n_nodes)
         par = arr.parent[1:]
@@ -270,8 +270,7 @@ def _topo_distances(t: Phylogeny, leaves: Sequence[str]) -> np.ndarray:
     """Edge-count distances between ``leaves`` (int64 [n, n])."""
     arr = t.to_arrays()
     D = _patristic(arr, arr.depth.astype(np.float64))
-    pos = t._index()
-    order = arr.leaf_lo[[pos[v] for v in leaves]]
+    order = arr.leaf_lo[t.indices(leaves)]
     return np.rint(D[np.ix_(order, order)]).astype(np.int64)
 
 
@@ -284,8 +283,7 @@ class _Rerooter:
         self.adj: list[list[int]] = [kids[ptr[v] : ptr[v + 1]] for v in range(arr.n_nodes)]
         for v in range(1, arr.n_nodes):
             self.adj[v].append(int(arr.parent[v]))
-        pos = t._index()
-        self.leaf_nodes = np.asarray([pos[v] for v in leaves], dtype=np.int64)
+        self.leaf_nodes = t.indices(leaves)
         self.n_nodes = arr.n_nodes
 
     def table(self, a: int) -> np.ndarray:

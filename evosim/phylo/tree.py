@@ -392,6 +392,16 @@ class Phylogeny:
             arr = self._arr = _derive(self._names, self._parent, self._length, self._time)
         return arr
 
+    def indices(self, names: Iterable[str]) -> np.ndarray:
+        """Rows of :meth:`to_arrays` (preorder indices) of the named nodes, ``[k]`` int64.
+
+        Raises
+        ------
+        KeyError
+            Naming the first node that is not in the tree.
+        """
+        return np.fromiter((self._i(v) for v in names), dtype=np.int64)
+
     def _index(self) -> dict[str, int]:
         """Name -> preorder index."""
         self._sync()
