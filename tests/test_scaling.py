@@ -305,3 +305,22 @@ def test_expected_random_rf_matches_sampling():
         assert nrf == pytest.approx(np.mean(vals), abs=4 * 0.02 / math.sqrt(1500))
         four = Phylogeny.from_newick("((A,B),(C,D));")
     assert expected_random_rf(four) == pytest.approx((4 / 3, 2 / 3))
+
+
+def test_score_distances_keeps_the_standard_errors_of_sampled_distances(monkeypatch):
+    from evosim.phylo import compare
+
+    rng = np.random.default_rng(12)
+    true = yule(1.0, 30, rng=rng)
+    labels, D = true.patristic_distances()
+    noisy = D + euclidean(rng.normal(size=(30, 3)))
+    _, exact = metrics.score_distances(noisy, labels, true, mantel_permutations=0, rng=rng)
+    assert "quartet_se" not in exact
+    monkeypatch.setattr(compare, "COMPARE_EXACT_MAX", 10)
+    for method in ("nj", "upgma"):
+        _, m = metrics.score_distances(
+            noisy, labels, true, method=method, mantel_permutations=0, rng=rng
+        )
+        assert m["quartet_se"] > 0
+        assert abs(m["quartet"] - exact["quartet"]) <= 4.5 * m["quartet_se"]
+        assert ("triplet_se" in m) == (method == "upgma")
