@@ -226,6 +226,7 @@ def parse_newick(text: str) -> ParsedNewick:
 
 _ROOTING = re.compile(r"\s*\[\s*&([UuRr])\s*\]")
 _AROUND = re.compile(r"\s*([(),:;])\s*")
+_SPACE = re.compile(r"\s")
 _DELIMS = re.compile(r"([(),;])")
 _OPEN, _CLOSE, _COMMA, _END = (ord(c) for c in "(),;")
 
@@ -243,8 +244,12 @@ def _parse_plain(text: str) -> ParsedNewick | None:
         text = text[m.end() :]
     if "'" in text or "[" in text or "]" in text:
         return None
-    s = _AROUND.sub(r"\1", text.strip())
-    if not s.endswith(";") or any(c.isspace() for c in s):
+    s = text.strip()
+    if _SPACE.search(s) is not None:  # rare in written trees: drop it around delimiters
+        s = _AROUND.sub(r"\1", s)
+        if _SPACE.search(s) is not None:
+            return None
+    if not s.endswith(";"):
         return None
     pieces = _DELIMS.split(s)
     texts = pieces[0::2]  # texts[k] comes before delimiter k; the last one after ';'
@@ -260,7 +265,7 @@ def _parse_plain(text: str) -> ParsedNewick | None:
     prev = np.empty(k, dtype=np.uint8)
     prev[0] = _COMMA  # the tree starts like a subtree after ','
     prev[1:] = delims[:-1]
-    nonempty = np.fromiter((bool(t) for t in texts[:k]), dtype=bool, count=k)
+    nonempty = np.fromiter(map(len, texts[:k]), dtype=np.int64, count=k) > 0
     expect = (prev == _OPEN) | (prev == _COMMA)  # a subtree starts before delimiter k
     if np.any(nonempty & expect & (delims == _OPEN)):
         return None  # a label right before '('

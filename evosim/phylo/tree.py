@@ -318,7 +318,7 @@ class Phylogeny:
             gen = _NameGen(used)
             names = [gen() if v is None else v for v in names]
         length = np.asarray([0.0 if x is None else x for x in p.length], dtype=np.float64)
-        missing = np.fromiter((x is None for x in p.length), dtype=bool, count=n)
+        missing = np.array([x is None for x in p.length], dtype=bool)
         root_length = None if missing[0] else float(length[0])
         length[0] = 0.0
         missing[0] = False
