@@ -314,13 +314,19 @@ def test_score_distances_keeps_the_standard_errors_of_sampled_distances(monkeypa
     true = yule(1.0, 30, rng=rng)
     labels, D = true.patristic_distances()
     noisy = D + euclidean(rng.normal(size=(30, 3)))
-    _, exact = metrics.score_distances(noisy, labels, true, mantel_permutations=0, rng=rng)
-    assert "quartet_se" not in exact
-    monkeypatch.setattr(compare, "COMPARE_EXACT_MAX", 10)
     for method in ("nj", "upgma"):
+        monkeypatch.setattr(compare, "COMPARE_EXACT_MAX", 256)
+        _, exact = metrics.score_distances(
+            noisy, labels, true, method=method, mantel_permutations=0, rng=rng
+        )
+        assert "quartet_se" not in exact and "triplet_se" not in exact
+        monkeypatch.setattr(compare, "COMPARE_EXACT_MAX", 10)
         _, m = metrics.score_distances(
             noisy, labels, true, method=method, mantel_permutations=0, rng=rng
         )
+        # binomial sampling of 20,000 quartets (triplets): 4.5 standard errors
         assert m["quartet_se"] > 0
         assert abs(m["quartet"] - exact["quartet"]) <= 4.5 * m["quartet_se"]
         assert ("triplet_se" in m) == (method == "upgma")
+        if method == "upgma":
+            assert abs(m["triplet"] - exact["triplet"]) <= 4.5 * max(m["triplet_se"], 1e-3)
