@@ -157,4 +157,3 @@ def random_tree_scores(
 def _random_tree(species: list[str], rng: np.random.Generator) -> Phylogeny:
     t = yule(1.0, len(species), rng=rng)
     return t.relabel(dict(zip(t.extant_leaves, rng.permutation(species).tolist())))
-
