@@ -464,7 +464,7 @@ def summarize(report: Any) -> str:
     rows = [("mae", report.metrics)] + [
         (name, report.baselines[name]) for name in ("traits", "random") if name in report.baselines
     ]
-    keys = ("nrf", "quartet", "cophenetic_spearman")
+    keys = ("nrf", "quartet", "distance_spearman")
     lines = [f"{'':<8}" + "".join(f"{k:>22}" for k in keys)]
     for name, metrics in rows:
         cells = []

@@ -503,23 +503,13 @@ def _tree_segments(tree, x, y, flip: float | None = None):  # noqa: ANN001, ANN2
     return segs
 
 
-def _leafsets(tree) -> dict[str, frozenset[str]]:  # noqa: ANN001
-    below: dict[str, frozenset[str]] = {}
-    for node in tree.postorder():
-        kids = tree.children(node)
-        sets = [below[c] for c in kids]
-        below[node] = frozenset([node]) if not kids else frozenset().union(*sets)
-    return below
-
-
 def _misplaced(true_tree, inferred_tree, leaves: Sequence[str]) -> list[bool]:  # noqa: ANN001
     """Per leaf: is its smallest true clade missing from the inferred tree's splits?"""
-    bt, bi = _leafsets(true_tree), _leafsets(inferred_tree)
-    everything = bi[inferred_tree.root]
-    splits = set(bi.values()) | {everything - v for v in bi.values()}
+    from evosim.phylo import shared_splits
+
+    found = shared_splits(true_tree, inferred_tree)
     return [
-        bt[true_tree.parent(leaf)] not in splits if true_tree.parent(leaf) else False
-        for leaf in leaves
+        not found[true_tree.parent(leaf)] if true_tree.parent(leaf) else False for leaf in leaves
     ]
 
 

@@ -332,7 +332,7 @@ def test_random_tree_expected_quartet_is_two_thirds():
     # tree matches the true resolution with probability 1/3. 200 sampled trees on 12
     # leaves: the per-tree distance has sd ~0.07-0.08 (measured, 300 trees; take 0.09), so
     # the mean's sd < 0.09 / sqrt(200) = 0.0064; tolerance 5 sd (p < 1e-6).
-    from evosim.analysis.analyse import random_tree_scores
+    from evosim.analysis.random_trees import random_tree_scores
     from evosim.phylo import yule
 
     g = np.random.default_rng(8)
@@ -355,7 +355,8 @@ def test_random_tree_mantel_p_has_its_null_mean():
     # Shuffled labels: the observed statistic's rank among P + 1 is uniform, so the mean
     # p-value is (P + 2) / (2 (P + 1)) = 21/40 for P = 19. p is uniform on {1/20, ..., 1}
     # (sd 0.288), so 400 sampled trees give the mean to sd 0.0144; tolerance 4 sd.
-    from evosim.analysis.analyse import EXACT_RANDOM_MAX, random_tree_scores
+    from evosim.analysis.metrics import mantel_null_mean
+    from evosim.analysis.random_trees import EXACT_RANDOM_MAX, random_tree_scores
     from evosim.phylo import yule
 
     g = np.random.default_rng(11)
@@ -371,7 +372,8 @@ def test_random_tree_mantel_p_has_its_null_mean():
         true_distances=patristic(true, sp),
     )
     assert s["mantel_p"] == pytest.approx(21 / 40, abs=4 * 0.0144)
-    # above EXACT_RANDOM_MAX leaves that expectation is used instead of sampling
+    # above EXACT_RANDOM_MAX leaves the expectation of the sequential test (99 permutations,
+    # stopping at 20 reaching r) is used instead of sampling
     big = yule(1.0, EXACT_RANDOM_MAX + 2, rng=g)
     sp = big.extant_leaves
     s = random_tree_scores(
@@ -383,7 +385,8 @@ def test_random_tree_mantel_p_has_its_null_mean():
         rng=g,
         true_distances=patristic(big, sp),
     )
-    assert s["mantel_p"] == 101 / 200
+    assert s["mantel_p"] == mantel_null_mean(99)
+    assert s["cophenetic_pearson"] == s["distance_spearman"] == 0.0
 
 
 def test_nexus_keeps_underscores_and_rooting_for_strict_readers(tmp_path):

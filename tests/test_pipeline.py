@@ -256,18 +256,6 @@ def test_compare_and_report_agree_on_the_same_trees(tiny_run):
     assert compared["triplet"] is None and reported["triplet"] is None  # NJ tree: unrooted
 
 
-def _cophenetic_is_the_methods_distances() -> bool:
-    from evosim.analysis.metrics import METRICS
-
-    return "distance_pearson" not in METRICS
-
-
-@pytest.mark.xfail(
-    _cophenetic_is_the_methods_distances(),
-    reason="the analysis's cophenetic_* still correlate a method's own distances, compare's "
-    "two trees' (evosim.analysis.metrics renames the former distance_*)",
-    strict=True,
-)
 def test_compare_and_report_agree_on_cophenetic_correlations(tiny_run):
     out, _ = tiny_run
     trees = (str(out / "true_tree.nwk"), str(out / "inferred_tree.nwk"))

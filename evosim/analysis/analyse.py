@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 from tqdm.auto import tqdm
 
 from evosim.analysis.baselines import BASELINES, baseline_distances
 from evosim.analysis.identification import identification_for_analysis
-from evosim.analysis.metrics import METRICS, euclidean, mantel, patristic, score_distances
+from evosim.analysis.metrics import euclidean, patristic, score_distances
+from evosim.analysis.random_trees import random_tree_scores
 from evosim.analysis.report import Report
 from evosim.analysis.support import (
     bootstrap_support,
     mean_support,
     noise_floor,
-    split_set,
     support_newick,
 )
 from evosim.devices import resolve_device
@@ -35,104 +32,6 @@ log = logging.getLogger(__name__)
 
 #: Bootstrap samples over AE replicates (when there are replicates).
 BOOTSTRAP = 100
-#: Random-tree baseline: compute quartet/triplet distances up to this many leaves.
-EXACT_RANDOM_MAX = 128
-
-
-def _on(func: Callable[..., Any], device: torch.device) -> dict[str, Any]:
-    """``{"device": device}`` for a function that takes it (``mantel``, ``score_distances``).
-
-    Transitional: the Mantel test gains an explicit ``device`` in evosim.analysis.metrics;
-    until then it runs where it always did, on the CPU below 256 species.
-    """
-    try:
-        takes = "device" in inspect.signature(func).parameters
-    except (TypeError, ValueError):  # pragma: no cover
-        takes = False
-    return {"device": device} if takes else {}
-
-
-def _binary(tree: Any) -> bool:
-    """Every internal node has two children (the root of an unrooted tree may have three)."""
-    return all(
-        len(tree.children(n)) == 2 or (n == tree.root and len(tree.children(n)) == 3)
-        for n in tree.internal_nodes
-    )
-
-
-def random_tree_scores(
-    true_tree: Any,
-    species: list[str],
-    *,
-    n_trees: int,
-    method: str,
-    mantel_permutations: int,
-    rng: np.random.Generator,
-    true_distances: np.ndarray,
-    device: torch.device | str = "cpu",
-) -> dict[str, float | None]:
-    """Expected scores of random trees: Yule trees with shuffled leaf labels.
-
-    Each random tree's own patristic distances stand in for a method's distances, so the
-    cophenetic correlations and the Mantel p-value (at most 99 permutations each) are those
-    of a random tree too. Every score is averaged over ``n_trees`` samples, except on
-    binary true trees of more than ``EXACT_RANDOM_MAX`` leaves: there the quartet and
-    triplet distances take their exact expectation, 2/3, and the Mantel p-value its exact
-    expectation under the null, ``(P + 2) / (2 (P + 1))`` for P permutations (see the
-    comments in the code). ``device`` is where the Mantel tests compute.
-    """
-    from evosim.phylo import quartet_distance, robinson_foulds, triplet_distance, yule
-
-    # Quartet/triplet distances cost O(n^2) and more per tree: sample them on small trees,
-    # use their exact expectation on large binary ones.
-    exact = len(species) <= EXACT_RANDOM_MAX or not _binary(true_tree)
-    rows = []
-    for _ in range(n_trees):
-        t = yule(1.0, len(species), rng=rng)
-        mapping = dict(zip(t.extant_leaves, rng.permutation(species).tolist()))
-        t = t.relabel(mapping)
-        d = patristic(t, species)
-        r, p = mantel(
-            true_distances,
-            d,
-            min(mantel_permutations, 99) if exact else 0,
-            rng,
-            **_on(mantel, torch.device(device)),
-        )
-        a, b = d[np.triu_indices(len(species), 1)], true_distances[np.triu_indices(len(species), 1)]
-        row = {}
-        if exact:
-            row["quartet"] = float(quartet_distance(t, true_tree, normalized=True))
-            if method == "upgma":
-                row["triplet"] = float(triplet_distance(t, true_tree, normalized=True))
-        rows.append(
-            {
-                **row,
-                "rf": float(robinson_foulds(t, true_tree, normalized=False, rooted=False)),
-                "nrf": float(robinson_foulds(t, true_tree, normalized=True, rooted=False)),
-                "cophenetic_pearson": r,
-                "cophenetic_spearman": float(spearmanr(a, b).statistic),
-                "mantel_p": p,
-            }
-        )
-    out: dict[str, float | None] = {}
-    for k in rows[0]:
-        vals = np.asarray([row[k] for row in rows], dtype=float)
-        out[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
-    if not exact:
-        # With uniformly shuffled labels each quartet (and rooted triplet) of a random
-        # tree takes each of its 3 resolutions with probability 1/3, whatever the tree
-        # shape, so the expected normalised distance to a binary tree is exactly 2/3.
-        out["quartet"] = 2.0 / 3.0
-        out["triplet"] = 2.0 / 3.0 if method == "upgma" else None
-        # Shuffled labels make a random tree's distances exchangeable with the truth's, so
-        # the observed statistic's rank among the P + 1 (tie-free: continuous branch
-        # lengths) is uniform and p = rank / (P + 1) has mean (P + 2) / (2 (P + 1)).
-        perms = min(mantel_permutations, 99)
-        out["mantel_p"] = (perms + 2) / (2 * (perms + 1)) if perms > 0 else float("nan")
-    elif method != "upgma":
-        out["triplet"] = None
-    return {k: out[k] for k in METRICS}
 
 
 def analyse(
@@ -232,7 +131,7 @@ def analyse(
         mantel_permutations=config.mantel_permutations,
         rng=make_rng(seed, "mantel", "mae"),
         true_distances=d_true,
-        **_on(score_distances, dev),
+        device=dev,
     )
     step("MAE tree")
     baselines: dict[str, dict[str, float | None]] = {}
@@ -259,7 +158,7 @@ def analyse(
             mantel_permutations=config.mantel_permutations,
             rng=make_rng(seed, "mantel", name),
             true_distances=d_true,
-            **_on(score_distances, dev),
+            device=dev,
         )
         step(f"{name} tree")
     bar.close()
@@ -277,7 +176,7 @@ def analyse(
             BOOTSTRAP,
             make_rng(seed, "bootstrap"),
         )
-        summary = mean_support(support, inferred, split_set(true_tree))
+        summary = mean_support(support, inferred, true_tree)
         floor = noise_floor(meta.member_latents, meta.replicates)
 
     losses = getattr(bank, "losses", {}) or {}

@@ -327,9 +327,12 @@ class Report:
         lines += [
             "## Recovery of the true tree",
             "",
-            "Lower is better for rf, nrf, quartet, triplet; higher for the "
-            "correlations. Topology scores are unrooted; triplet is n/a for unrooted (NJ) "
-            "trees. `random` is the mean over random Yule trees. "
+            "Lower is better for rf, nrf, quartet, triplet; higher for the cophenetic "
+            "correlations (inferred vs true tree's patristic distances, as `evosim compare`) "
+            "and the distance correlations (method distances vs true patristic distances); "
+            "mantel_p is the one-sided Mantel p-value of distance_pearson. Topology scores "
+            "are unrooted; triplet is n/a for unrooted (NJ) trees. `random` is the "
+            "expectation over random Yule trees. "
             + (
                 "The inferred trees are rooted (UPGMA)."
                 if rooted

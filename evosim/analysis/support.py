@@ -10,55 +10,32 @@ trees are treated alike.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 import numpy as np
 
 from evosim.analysis.metrics import euclidean, infer_tree
-from evosim.phylo import Phylogeny
+from evosim.phylo import Phylogeny, shared_splits
 
-__all__ = ["bootstrap_support", "noise_floor", "splits", "support_newick"]
-
-
-def _below(tree: Phylogeny) -> dict[str, frozenset[str]]:
-    """Leaf set under every node."""
-    out: dict[str, frozenset[str]] = {}
-    for node in tree.postorder():
-        kids = tree.children(node)
-        out[node] = frozenset([node]) if not kids else frozenset().union(*(out[c] for c in kids))
-    return out
-
-
-def _canonical(side: frozenset[str], leaves: frozenset[str], anchor: str) -> frozenset[str]:
-    return leaves - side if anchor in side else side
+__all__ = [
+    "bootstrap_support",
+    "mean_support",
+    "noise_floor",
+    "split_set",
+    "splits",
+    "support_newick",
+]
 
 
 def splits(tree: Phylogeny) -> dict[str, frozenset[str]]:
-    """Nontrivial splits of a tree, keyed by the node above which the split's edge lies.
-
-    Each split is given by the side that does not hold the alphabetically first leaf,
-    so the same bipartition has the same key in any tree on the same leaves (rooted or
-    not). Splits that repeat (the two root edges of a rooted tree) keep one node.
-    """
-    below = _below(tree)
-    leaves = frozenset(l for l in tree.leaves)
-    anchor = min(leaves)
-    out: dict[str, frozenset[str]] = {}
-    seen: set[frozenset[str]] = set()
-    for node in tree.preorder():
-        if node == tree.root or tree.is_leaf(node):
-            continue
-        side = _canonical(below[node], leaves, anchor)
-        if 2 <= len(side) <= len(leaves) - 2 and side not in seen:
-            seen.add(side)
-            out[node] = side
-    return out
+    """Nontrivial splits of a tree, keyed by the node above which the split's edge lies
+    (:meth:`Phylogeny.splits`: the side without the alphabetically first leaf)."""
+    return tree.splits()
 
 
 def split_set(tree: Phylogeny) -> set[frozenset[str]]:
     """The set of nontrivial splits (see :func:`splits`)."""
-    return set(splits(tree).values())
+    return set(tree.splits().values())
 
 
 def bootstrap_support(
@@ -71,18 +48,17 @@ def bootstrap_support(
     rng: np.random.Generator,
 ) -> dict[str, float]:
     """Support in [0, 1] of every nontrivial split of ``tree``, keyed by node name."""
-    own = splits(tree)
+    own = list(tree.splits())
     if replicates < 2 or n_boot < 1 or not own:
         return {}
     z = np.asarray(member_latents, dtype=np.float64).reshape(len(species), replicates, -1)
-    counts = dict.fromkeys(own, 0)
+    counts = np.zeros(len(own))
     for _ in range(n_boot):
         pick = rng.integers(0, replicates, size=(len(species), replicates))
         zb = np.take_along_axis(z, pick[:, :, None], axis=1).mean(axis=1)
-        found = split_set(infer_tree(euclidean(zb), species, method))
-        for node, side in own.items():
-            counts[node] += side in found
-    return {node: c / n_boot for node, c in counts.items()}
+        found = shared_splits(tree, infer_tree(euclidean(zb), species, method))
+        counts += [found[node] for node in own]
+    return {node: float(c) / n_boot for node, c in zip(own, counts)}
 
 
 def noise_floor(member_latents: np.ndarray, replicates: int) -> dict[str, float]:
@@ -103,46 +79,35 @@ def noise_floor(member_latents: np.ndarray, replicates: int) -> dict[str, float]
     return {"within": within, "between": between, "ratio": within / between}
 
 
-_SAFE = re.compile(r"^[A-Za-z0-9_.\-]+$")
-
-
-def _label(name: str) -> str:
-    if _SAFE.match(name):
-        return name
-    return "'" + name.replace("'", "''") + "'"
-
-
 def support_newick(tree: Phylogeny, support: dict[str, float] | None = None) -> str:
-    """Newick with branch lengths; internal labels are supports (2 decimals) where known.
+    """Newick (:meth:`Phylogeny.to_newick`) with supports (2 decimals) as internal labels.
 
-    Internal nodes without a support value are written unlabelled.
+    Internal nodes without a support value are written unlabelled; an unrooted (NJ) tree
+    starts with ``[&U]``.
     """
     support = support or {}
-
-    def walk(node: str) -> str:
-        kids = tree.children(node)
-        if kids:
-            inner = ",".join(walk(c) for c in kids)
-            text = f"({inner})"
-            if node in support:
-                text += f"{support[node]:.2f}"
-        else:
-            text = _label(node)
-        if node != tree.root:
-            text += f":{tree.length(node):.6g}"
-        return text
-
-    return walk(tree.root) + ";"
+    labels = {v: f"{support[v]:.2f}" if v in support else None for v in tree.internal_nodes}
+    return tree.to_newick(labels=labels)
 
 
 def mean_support(
-    support: dict[str, float], tree: Phylogeny, true_splits: Iterable[frozenset[str]]
+    support: dict[str, float],
+    tree: Phylogeny,
+    true_splits: Phylogeny | Iterable[frozenset[str]],
 ) -> dict[str, float]:
-    """Mean support of inferred splits that are true and of those that are false."""
-    truth = set(true_splits)
-    own = splits(tree)
-    t = [v for n, v in support.items() if own[n] in truth]
-    f = [v for n, v in support.items() if own[n] not in truth]
+    """Mean support of inferred splits that are true and of those that are false.
+
+    ``true_splits``: the true tree (compared by :func:`evosim.phylo.shared_splits`), or
+    its split sets.
+    """
+    if isinstance(true_splits, Phylogeny):
+        true = shared_splits(tree, true_splits)
+    else:
+        truth = set(true_splits)
+        own = tree.splits()
+        true = {node: side in truth for node, side in own.items()}
+    t = [v for n, v in support.items() if true[n]]
+    f = [v for n, v in support.items() if not true[n]]
     return {
         "mean_support_true": float(np.mean(t)) if t else float("nan"),
         "mean_support_false": float(np.mean(f)) if f else float("nan"),

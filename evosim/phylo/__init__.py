@@ -9,16 +9,19 @@ from evosim.phylo.compare import (
     quartet_distance,
     quartet_distance_estimate,
     robinson_foulds,
+    shared_splits,
     triplet_distance,
+    triplet_distance_estimate,
 )
 from evosim.phylo.growth import birth_death, coalescent, grow_tree, yule
 from evosim.phylo.inference import neighbor_joining, upgma
 from evosim.phylo.newick import NewickError
-from evosim.phylo.tree import Phylogeny
+from evosim.phylo.tree import Phylogeny, TreeArrays
 
 __all__ = [
     "NewickError",
     "Phylogeny",
+    "TreeArrays",
     "birth_death",
     "coalescent",
     "compare_trees",
@@ -28,7 +31,9 @@ __all__ = [
     "quartet_distance",
     "quartet_distance_estimate",
     "robinson_foulds",
+    "shared_splits",
     "triplet_distance",
+    "triplet_distance_estimate",
     "upgma",
     "yule",
 ]

@@ -20,14 +20,20 @@ from typing import Literal
 
 import numpy as np
 
-from evosim.phylo.tree import Phylogeny
+from evosim.errors import ResourceError
+from evosim.phylo.tree import Phylogeny, _patristic, _ref_first_ranges
+from evosim.stats import pearson, spearman
 
 __all__ = [
+    "COMPARE_EXACT_MAX",
     "compare_trees",
     "cophenetic_correlation",
     "quartet_distance",
+    "quartet_distance_estimate",
     "robinson_foulds",
+    "shared_splits",
     "triplet_distance",
+    "triplet_distance_estimate",
 ]
 
 
@@ -56,58 +62,13 @@ def _ordered_intervals(
     nodes indexed as in ``t``'s preorder. Only children order changes, so intervals are
     clades of the same rooted tree.
     """
-    idx = t._index()
+    arr = t.to_arrays()
+    names = arr.names
     if ref is None:
-        names = idx.names
-        leaves = [names[i] for i in idx.leaf_nodes.tolist()]
-        nkids = np.fromiter((len(c) for c in idx.children), dtype=np.int64, count=idx.n_nodes)
-        return leaves, idx.leaf_lo, idx.leaf_hi, nkids
-    parent = idx.parent.tolist()
-    children = idx.children
-    v = idx.index[ref]
-    first: dict[int, int] = {}
-    while parent[v] >= 0:
-        first[parent[v]] = v
-        v = parent[v]
-    n_nodes = idx.n_nodes
-    lo = [0] * n_nodes
-    hi = [0] * n_nodes
-    order: list[int] = []
-    leaves_i: list[int] = []
-    stack = [0]
-    while stack:
-        v = stack.pop()
-        order.append(v)
-        ch = children[v]
-        if not ch:
-            lo[v] = len(leaves_i)
-            hi[v] = lo[v] + 1
-            leaves_i.append(v)
-            continue
-        f = first.get(v)
-        if f is None:
-            stack.extend(reversed(ch))
-        else:
-            stack.extend(c for c in reversed(ch) if c != f)
-            stack.append(f)
-    # lo = first leaf position in the subtree, hi = one past the last: accumulate upward
-    big = len(leaves_i)
-    lo = [big if children[v] else lo[v] for v in range(n_nodes)]
-    for v in reversed(order):
-        p = parent[v]
-        if p >= 0:
-            if lo[v] < lo[p]:
-                lo[p] = lo[v]
-            if hi[v] > hi[p]:
-                hi[p] = hi[v]
-    names = idx.names
-    nkids = np.fromiter((len(c) for c in children), dtype=np.int64, count=n_nodes)
-    return (
-        [names[i] for i in leaves_i],
-        np.asarray(lo, dtype=np.int64),
-        np.asarray(hi, dtype=np.int64),
-        nkids,
-    )
+        leaves = [names[i] for i in arr.leaf_nodes.tolist()]
+        return leaves, arr.leaf_lo, arr.leaf_hi, arr.n_children
+    order, lo, hi = _ref_first_ranges(arr, int(t.indices([ref])[0]))
+    return [names[i] for i in order.tolist()], lo, hi, arr.n_children
 
 
 def _sides(
@@ -211,29 +172,119 @@ def robinson_foulds(
     return float(d)
 
 
+def shared_splits(a: Phylogeny, b: Phylogeny, *, rooted: bool = False) -> dict[str, bool]:
+    """For every node of ``a``: is the split (clade) its edge makes also one of ``b``'s?
+
+    Parameters
+    ----------
+    a, b : Phylogeny
+        Trees on the same leaf set.
+    rooted : bool
+        Compare clades of the rooted trees instead of unrooted splits.
+
+    Returns
+    -------
+    dict
+        ``{node of a: bool}`` for every node of ``a``, root included; trivial splits
+        (a side with fewer than 2 leaves, and the root's clade) count as shared. Exact,
+        O(n log n), by the interval encoding of :func:`robinson_foulds`.
+    """
+    _check_leaves(a, b)
+    ref = None if rooted else min(a.leaves)
+    leaves_a, lo_a, hi_a, _ = _ordered_intervals(a, ref)
+    leaves_b, lo_b, hi_b, k_b = _ordered_intervals(b, ref)
+    n = len(leaves_a)
+    found = np.ones(lo_a.size, dtype=bool)
+    if rooted:
+        la, ha = lo_a, hi_a
+        size = ha - la
+        nontrivial = (size >= 2) & (size <= n - 1)
+    else:
+        away = lo_a == 0
+        la, ha = np.where(away, hi_a, lo_a), np.where(away, n, hi_a)
+        size = ha - la
+        nontrivial = (size >= 2) & (size <= n - 2)
+    nontrivial[0] = False
+    lb, hb = _sides(lo_b, hi_b, k_b, n, not rooted)
+    if lb.size:
+        pos_a = {v: i for i, v in enumerate(leaves_a)}
+        p = np.fromiter((pos_a[v] for v in leaves_b), dtype=np.int64, count=n)
+        mn, mx = _SparseTable(p).query(lb, hb)
+        contiguous = (mx - mn + 1) == (hb - lb)
+        keys_b = np.unique((mn * (n + 1) + mx + 1)[contiguous])
+    else:
+        keys_b = np.zeros(0, dtype=np.int64)
+    sel = np.flatnonzero(nontrivial)
+    found[sel] = np.isin(la[sel] * (n + 1) + ha[sel], keys_b)
+    names = a.to_arrays().names
+    return dict(zip(names, found.tolist()))
+
+
+# --------------------------------------------------------------------------- LCA queries
+class _LCA:
+    """Edge-count depths of the last common ancestor of any two leaves, O(1) per query.
+
+    In preorder, the LCA of leaves ``x < y`` (preorder leaf ranks) is the shallowest of
+    the LCAs of consecutive leaves ``k, k + 1`` for ``x <= k < y``; those come from one
+    pass over the nodes and a sparse table answers the range minima.
+    """
+
+    def __init__(self, t: Phylogeny, leaves: Sequence[str]) -> None:
+        arr = t.to_arrays()
+        nodes = t.indices(leaves)
+        self.rank = arr.leaf_lo[nodes]  # preorder rank of each leaf
+        self.depth = arr.depth[nodes]
+        h = np.zeros(max(int(arr.is_leaf.sum()) - 1, 1), dtype=np.int64)
+        child = np.arange(1, arr.n_nodes)
+        par = arr.parent[1:]
+        first = arr.leaf_lo[child] > arr.leaf_lo[par]
+        h[arr.leaf_lo[child[first]] - 1] = arr.depth[par[first]]
+        self.table = _SparseTable(h)
+
+    def lca_depth(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Depth of the LCA of leaves ``x`` and ``y`` (indices into ``leaves``; x != y)."""
+        rx, ry = self.rank[x], self.rank[y]
+        lo, hi = np.minimum(rx, ry), np.maximum(rx, ry)
+        return self.table.query(lo, hi)[0]
+
+    def distance(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Edge counts between leaves ``x`` and ``y`` (x != y)."""
+        return self.depth[x] + self.depth[y] - 2 * self.lca_depth(x, y)
+
+
+def _distinct_samples(n: int, k: int, samples: int, seed: int) -> np.ndarray:
+    """``[samples, k]`` uniformly random k-subsets of ``range(n)`` (rows in random order)."""
+    gen = np.random.default_rng(seed)
+    batches, need = [], samples
+    while need > 0:  # rejection: rows whose k leaves are distinct
+        q = gen.integers(0, n, size=(max(2 * need, 64), k))
+        s = np.sort(q, axis=1)
+        q = q[(s[:, 1:] != s[:, :-1]).all(axis=1)][:need]
+        batches.append(q)
+        need -= len(q)
+    return np.concatenate(batches)
+
+
 # --------------------------------------------------------------------------- quartets
 def _topo_distances(t: Phylogeny, leaves: Sequence[str]) -> np.ndarray:
     """Edge-count distances between ``leaves`` (int64 [n, n])."""
-    g = t.graph.copy()
-    for _, _, e in g.edges(data=True):
-        e["length"] = 1.0
-        e.pop("length_missing", None)
-    for v in g.nodes:
-        g.nodes[v].pop("time", None)
-    _, D = Phylogeny(g).patristic_distances(list(leaves))
-    return np.rint(D).astype(np.int64)
+    arr = t.to_arrays()
+    D = _patristic(arr, arr.depth.astype(np.float64))
+    order = arr.leaf_lo[t.indices(leaves)]
+    return np.rint(D[np.ix_(order, order)]).astype(np.int64)
 
 
 class _Rerooter:
     """Ancestor tables of a tree rooted at each of its leaves in turn."""
 
     def __init__(self, t: Phylogeny, leaves: Sequence[str]) -> None:
-        idx = t._index()
-        self.adj: list[list[int]] = [list(c) for c in idx.children]
-        for v in range(1, idx.n_nodes):
-            self.adj[v].append(int(idx.parent[v]))
-        self.leaf_nodes = np.asarray([idx.index[v] for v in leaves], dtype=np.int64)
-        self.n_nodes = idx.n_nodes
+        arr = t.to_arrays()
+        ptr, kids = arr.child_ptr.tolist(), arr.child_idx.tolist()
+        self.adj: list[list[int]] = [kids[ptr[v] : ptr[v + 1]] for v in range(arr.n_nodes)]
+        for v in range(1, arr.n_nodes):
+            self.adj[v].append(int(arr.parent[v]))
+        self.leaf_nodes = t.indices(leaves)
+        self.n_nodes = arr.n_nodes
 
     def table(self, a: int) -> np.ndarray:
         """``anc[c, d]``: the node at depth d on the path from leaf ``a`` (the root) to leaf
@@ -300,7 +351,8 @@ def quartet_distance(a: Phylogeny, b: Phylogeny, *, normalized: bool = True) -> 
     Exact, O(n^3 log n) time and O(n^2) memory, vectorised: for each pair of leaves
     (a, b), the other leaves are grouped by which component of the tree minus the a-b path
     they hang from; ``ab|cd`` holds iff c and d fall in one group, so shared quartets are
-    counted from the joint groups of both trees. Practical up to a few hundred leaves.
+    counted from the joint groups of both trees. Practical up to a few hundred leaves;
+    :func:`quartet_distance_estimate` samples larger trees.
     """
     _check_leaves(a, b)
     leaves = sorted(a.leaves)
@@ -347,11 +399,12 @@ def quartet_distance(a: Phylogeny, b: Phylogeny, *, normalized: bool = True) -> 
     return d / total if normalized else float(d)
 
 
-def _quartet_topologies(P: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Topology of each quartet ``q [m, 4]`` from edge-count distances ``P``: 0 (ij|kl),
-    1 (ik|jl), 2 (il|jk) or 3 (unresolved), by the four-point condition."""
+def _quartet_topologies(L: _LCA, q: np.ndarray) -> np.ndarray:
+    """Topology of each quartet ``q [m, 4]``: 0 (ij|kl), 1 (ik|jl), 2 (il|jk) or 3
+    (unresolved), by the four-point condition on edge-count distances."""
     i, j, k, l = q.T
-    sums = np.stack([P[i, j] + P[k, l], P[i, k] + P[j, l], P[i, l] + P[j, k]], axis=1)
+    d = L.distance
+    sums = np.stack([d(i, j) + d(k, l), d(i, k) + d(j, l), d(i, l) + d(j, k)], axis=1)
     low = sums.min(axis=1)
     unique = (sums == low[:, None]).sum(axis=1) == 1
     return np.where(unique, sums.argmin(axis=1), 3)
@@ -362,8 +415,10 @@ def quartet_distance_estimate(
 ) -> tuple[float, float]:
     """Monte Carlo estimate of the normalised quartet distance, for trees too large to count.
 
-    Draws ``samples`` uniformly random 4-leaf subsets (seeded, so repeatable) and compares
-    their topologies, read off edge-count distances by the four-point condition.
+    Draws ``samples`` uniformly random 4-leaf subsets (seeded, so repeatable: the default
+    seed makes every comparison of the same trees give the same estimate) and compares
+    their topologies, read off edge-count distances by the four-point condition. O(n +
+    samples log n) time and memory (distances by last-common-ancestor queries).
 
     Returns
     -------
@@ -376,20 +431,19 @@ def quartet_distance_estimate(
     n = len(leaves)
     if n < 4:
         return 0.0, 0.0
-    P1 = _topo_distances(a, leaves)
-    P2 = _topo_distances(b, leaves)
-    gen = np.random.default_rng(seed)
-    batches, need = [], samples
-    while need > 0:  # rejection: rows whose four leaves are distinct
-        q = gen.integers(0, n, size=(max(2 * need, 64), 4))
-        s = np.sort(q, axis=1)
-        q = q[(s[:, 1:] != s[:, :-1]).all(axis=1)][:need]
-        batches.append(q)
-        need -= len(q)
-    q = np.concatenate(batches)
-    differ = _quartet_topologies(P1, q) != _quartet_topologies(P2, q)
+    q = _distinct_samples(n, 4, samples, seed)
+    differ = _quartet_topologies(_LCA(a, leaves), q) != _quartet_topologies(_LCA(b, leaves), q)
     p = float(differ.mean())
     return p, math.sqrt(p * (1.0 - p) / len(q))
+
+
+# --------------------------------------------------------------------------- triplets
+def _triplet_codes(L: _LCA, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Rooted topology of triplets (x, y, z): 0 (xy|z), 1 (xz|y), 2 (yz|x), 3 (unresolved)."""
+    gxy, gxz, gyz = L.lca_depth(x, y), L.lca_depth(x, z), L.lca_depth(y, z)
+    return np.where(
+        gxy > gxz, 0, np.where(gxz > gxy, 1, np.where(gyz > gxy, 2, 3))
+    )  # fmt: skip
 
 
 def triplet_distance(a: Phylogeny, b: Phylogeny, *, normalized: bool = True) -> float:
@@ -407,7 +461,8 @@ def triplet_distance(a: Phylogeny, b: Phylogeny, *, normalized: bool = True) -> 
 
     Notes
     -----
-    Exact, O(n^3) vectorised over LCA-depth matrices (edge counts from the root).
+    Exact, O(n^3) vectorised over LCA-depth matrices (edge counts from the root);
+    :func:`triplet_distance_estimate` samples larger trees.
     """
     _check_leaves(a, b)
     leaves = sorted(a.leaves)
@@ -416,10 +471,13 @@ def triplet_distance(a: Phylogeny, b: Phylogeny, *, normalized: bool = True) -> 
     if total == 0:
         return 0.0
     Gs = []
+    ii, jj = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    off = ii != jj
     for t in (a, b):
-        P = _topo_distances(t, leaves)
-        depth = _topo_depths(t, leaves)
-        Gs.append((depth[:, None] + depth[None, :] - P) // 2)
+        L = _LCA(t, leaves)
+        G = np.zeros((n, n), dtype=np.int64)
+        G[off] = L.lca_depth(ii[off], jj[off])
+        Gs.append(G)
     diff = 0
     for i in range(n - 2):
         codes = []
@@ -434,14 +492,28 @@ def triplet_distance(a: Phylogeny, b: Phylogeny, *, normalized: bool = True) -> 
     return diff / total if normalized else float(diff)
 
 
-def _topo_depths(t: Phylogeny, leaves: Sequence[str]) -> np.ndarray:
-    """Edge counts from the root to each leaf."""
-    idx = t._index()
-    depth = np.zeros(idx.n_nodes, dtype=np.int64)
-    parent = idx.parent
-    for i in range(1, idx.n_nodes):
-        depth[i] = depth[parent[i]] + 1
-    return depth[[idx.index[v] for v in leaves]]
+def triplet_distance_estimate(
+    a: Phylogeny, b: Phylogeny, *, samples: int = 20_000, seed: int = 0
+) -> tuple[float, float]:
+    """Monte Carlo estimate of the normalised rooted triplet distance.
+
+    As :func:`quartet_distance_estimate`, with uniformly random 3-leaf subsets whose
+    rooted topologies are read off the depths of their last common ancestors.
+
+    Returns
+    -------
+    (estimate, standard_error)
+    """
+    _check_leaves(a, b)
+    leaves = sorted(a.leaves)
+    n = len(leaves)
+    if n < 3:
+        return 0.0, 0.0
+    q = _distinct_samples(n, 3, samples, seed)
+    x, y, z = q.T
+    differ = _triplet_codes(_LCA(a, leaves), x, y, z) != _triplet_codes(_LCA(b, leaves), x, y, z)
+    p = float(differ.mean())
+    return p, math.sqrt(p * (1.0 - p) / len(q))
 
 
 # --------------------------------------------------------------------------- cophenetic
@@ -493,37 +565,102 @@ def cophenetic_correlation(
         _, Da = a.patristic_distances(order)
     iu = np.triu_indices(len(order), 1)
     x, y = Da[iu], Db[iu]
-    if x.size < 2:
-        return float("nan")
-    if method == "spearman":
-        from scipy.stats import rankdata
-
-        x, y = rankdata(x), rankdata(y)
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(np.corrcoef(x, y)[0, 1])
+    return pearson(x, y) if method == "pearson" else spearman(x, y)
 
 
-def compare_trees(a: Phylogeny, b: Phylogeny, *, rooted: bool = False) -> dict[str, float]:
-    """Every comparison at once.
+#: Above this many leaves, :func:`compare_trees` estimates quartet and triplet distances.
+COMPARE_EXACT_MAX = 256
+#: Quartets (triplets) sampled per estimate.
+COMPARE_SAMPLES = 20_000
+#: Memory :func:`compare_trees` may use for the all-pairs distances of the cophenetic
+#: correlations before it refuses (bytes).
+COMPARE_MEMORY = 4 * 2**30
+
+
+def compare_trees(
+    a: Phylogeny,
+    b: Phylogeny,
+    *,
+    rooted: bool = False,
+    cophenetic: bool = True,
+    seed: int = 0,
+    memory: int = COMPARE_MEMORY,
+) -> dict[str, float | None]:
+    """Every comparison at once: the definitions the analysis's report uses too.
+
+    Parameters
+    ----------
+    a, b : Phylogeny
+        Trees on the same leaf set.
+    rooted : bool
+        Robinson-Foulds on clades of the rooted trees instead of unrooted splits.
+    cophenetic : bool
+        Compute the cophenetic correlations (they need the ``n x n`` distance matrices).
+    seed : int
+        Seeds the sampled quartets and triplets (fixed, so comparisons are repeatable).
+    memory : int
+        Bytes the cophenetic correlations may use; above it, :class:`ResourceError`.
 
     Returns
     -------
     dict
-        ``rf`` and ``nrf`` (Robinson-Foulds, raw and normalised, rooted or not as asked),
-        ``quartet`` (normalised quartet distance), ``triplet`` (normalised rooted triplet
-        distance; NaN unless both trees are rooted, i.e. ``graph.graph["rooted"]``),
-        ``cophenetic_pearson`` and ``cophenetic_spearman``.
+        - ``rf``, ``nrf``: Robinson-Foulds distance, raw and normalised (rooted or not as
+          asked; see :func:`robinson_foulds`).
+        - ``quartet``: normalised quartet distance of the unrooted trees, exact up to
+          :data:`COMPARE_EXACT_MAX` leaves, above that estimated from
+          :data:`COMPARE_SAMPLES` random quartets, with its standard error in
+          ``quartet_se`` (present only then).
+        - ``triplet``: normalised rooted triplet distance when **both** trees are rooted
+          (``Phylogeny.rooted``; an NJ tree is not), else ``None``; exact or estimated as
+          the quartets, with ``triplet_se``.
+        - ``cophenetic_pearson``, ``cophenetic_spearman``: Pearson and Spearman
+          correlation, over all leaf pairs, between the patristic (cophenetic) distances
+          of ``a`` and of ``b``; ``None`` with ``cophenetic=False``.
+
+    Raises
+    ------
+    ResourceError
+        Up front, when the cophenetic correlations would need more than ``memory``
+        bytes (about 48 n^2: 100,000 leaves need 447 GiB); RF, quartets and triplets
+        take O(n log n) memory at any size.
     """
     _check_leaves(a, b)
+    n = len(a.leaves)
+    need = 48 * n * n
+    if cophenetic and need > memory:
+        raise ResourceError(
+            f"comparing trees of {n:,} leaves: the cophenetic correlations need the "
+            f"{n:,} x {n:,} distance matrices, about {need / 2**30:.1f} GiB, over the "
+            f"{memory / 2**30:.1f} GiB allowed",
+            hint="compare without the cophenetic correlations (cophenetic=False)",
+        )
     na, nb, shared = _split_counts(a, b, rooted)
     d = na + nb - 2 * shared
-    both_rooted = a.rooted and b.rooted
-    return {
+    out: dict[str, float | None] = {
         "rf": float(d),
         "nrf": 0.0 if na + nb == 0 else d / (na + nb),
-        "quartet": quartet_distance(a, b),
-        "triplet": triplet_distance(a, b) if both_rooted else float("nan"),
-        "cophenetic_pearson": cophenetic_correlation(a, b, method="pearson"),
-        "cophenetic_spearman": cophenetic_correlation(a, b, method="spearman"),
     }
+    exact = n <= COMPARE_EXACT_MAX
+    if exact:
+        out["quartet"] = quartet_distance(a, b)
+    else:
+        out["quartet"], out["quartet_se"] = quartet_distance_estimate(
+            a, b, samples=COMPARE_SAMPLES, seed=seed
+        )
+    if not (a.rooted and b.rooted):
+        out["triplet"] = None
+    elif exact:
+        out["triplet"] = triplet_distance(a, b)
+    else:
+        out["triplet"], out["triplet_se"] = triplet_distance_estimate(
+            a, b, samples=COMPARE_SAMPLES, seed=seed
+        )
+    out["cophenetic_pearson"] = out["cophenetic_spearman"] = None
+    if cophenetic:
+        order = sorted(a.leaves)
+        iu = np.triu_indices(n, 1)
+        x = a.patristic_distances(order)[1][iu]
+        y = b.patristic_distances(order)[1][iu]
+        out["cophenetic_pearson"] = pearson(x, y)
+        out["cophenetic_spearman"] = spearman(x, y)
+    return out

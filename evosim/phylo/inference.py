@@ -1,42 +1,43 @@
 """Distance-based tree inference: neighbor joining and UPGMA.
 
-Both work in place on one float64 working matrix whose active part is its leading
-``r x r`` block: a joined pair's new row overwrites the lower index and the last active
-row is swapped into the higher one, so no per-step copies are made.
-
-Neighbor joining finds the pair minimising ``Q(i, j) = (r - 2) D(i, j) - R(i) - R(j)``
-exactly, but without scanning the whole matrix at every step. With ``S = R / (r - 2)``,
-``Q / (r - 2) = D(i, j) - S(i) - S(j)``, and each row i gets a lower bound on its best value
-from two cheap summaries (in the spirit of RapidNJ, Simonsen, Mailund & Pedersen 2008):
-
-* columns are grouped by S (16 groups, regrouped every r/4 steps); per row and group the
-  smallest D is kept, so ``min_j D(i, j) - S(j) >= min_g (minD(i, g) - max_{j in g} S(j))``;
-* at each regrouping the exact row minima of ``D(i, j) - S(j)`` are stored; S drifts a
-  little per step, so they stay valid after subtracting the largest drift since.
-
-Minima over columns that have since been merged away stay valid (they are over a
-superset), and a new cluster's column and row are folded in as they are made. Only rows
-whose bound beats the best value found so far are scanned (typically a few dozen of
-n = 1,000). Below 128 clusters a plain full scan is used.
+Neighbor joining finds, at every step, the pair minimising ``Q(i, j) = (r - 2) D(i, j) -
+R(i) - R(j)`` over the r clusters left, exactly, without scanning every pair: with
+``S = R / (r - 2)``, ``Q / (r - 2) = D(i, j) - S(i) - S(j)``. As in RapidNJ (Simonsen,
+Mailund & Pedersen 2008), each cluster's row is kept sorted, here by ``D(i, j) - Sref(j)``
+with ``Sref`` the S of each cluster when the rows were last sorted (every r/4 steps, or
+when it was made). S drifts a little per step, so ``D(i, j) - S(j) >= key - drift`` with
+``drift = max_j S(j) - Sref(j)``, and a row is scanned only until ``key - drift - S(i)``
+reaches the best value found: a few entries per row on tree-like and on random-point
+input alike. A pair sits in the row of its younger cluster (leaves: the later one), dead
+clusters are skipped, and a new cluster's row is sorted when it is made. At or below 64
+clusters every pair is scanned. The loop is compiled with numba (cached on disk).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import networkx as nx
+import numba
 import numpy as np
+from scipy.cluster.hierarchy import linkage
+from scipy.spatial.distance import squareform
 
-from evosim.phylo.tree import Phylogeny, _NameGen, _no_gc
+from evosim.phylo.tree import (
+    _NAME,
+    Phylogeny,
+    _NameGen,
+    _preorder_of_parents,
+    _times_from_lengths,
+)
 
 __all__ = ["neighbor_joining", "upgma"]
 
-# Tuned on Yule-tree distances plus noise, n = 250..1000 (a flat optimum).
-_GROUPS = 16  # column groups for the NJ search bound
-_REBUILD = 16  # regroup at most every this many steps...
-_REBUILD_FRACTION = 4  # ...or after r / this steps, whichever is larger
-_FULL_SCAN = 128  # at or below this many clusters a plain full scan is cheaper
-_ONE_SHOT = 256  # candidate rows scanned in one block (more: in growing chunks)
+#: Re-sort the rows at most every this many steps...
+_REBUILD = 16
+#: ...or after r / this steps, whichever is larger.
+_REBUILD_FRACTION = 4
+#: At or below this many clusters every pair is scanned.
+_FULL_SCAN = 64
 
 
 def _check_matrix(D: np.ndarray, labels: Sequence[str]) -> tuple[np.ndarray, list[str]]:
@@ -74,26 +75,30 @@ def _build(
     *,
     rooted: bool,
 ) -> Phylogeny:
-    """Graph from parent/length arrays over nodes 0..n-1 (leaves) and n.. (internal)."""
+    """Tree from parent/length arrays over nodes 0..n-1 (leaves) and n.. (internal).
+
+    Children are ordered by node index; internal nodes get fresh unlabelled names.
+    """
     n = len(labels)
     gen = _NameGen(set(labels))
-    names = labels + [gen() for _ in range(len(parent) - n)]
-    with _no_gc():
-        g = nx.DiGraph(rooted=rooted)
-        g.add_node(names[root], label=None)
-        # children sorted by node index give a deterministic order
-        kids: list[list[int]] = [[] for _ in names]
-        for c, p in enumerate(parent):
-            if p >= 0:
-                kids[p].append(c)
-        stack = [root]
-        while stack:
-            v = stack.pop()
-            for c in kids[v]:
-                g.add_node(names[c], **({} if c < n else {"label": None}))
-                g.add_edge(names[v], names[c], length=float(length[c]))
-            stack.extend(reversed(kids[v]))
-        return Phylogeny(g)
+    m = len(parent)
+    par = np.asarray(parent, dtype=np.int64)
+    par[root] = -1
+    order = _preorder_of_parents(par)
+    if int(order[0]) != root:  # pragma: no cover - the root is the only parentless node
+        raise AssertionError("root mismatch")
+    pos = np.empty(m, dtype=np.int64)
+    pos[order] = np.arange(m)
+    p = par[order]
+    new_parent = np.where(p >= 0, pos[np.maximum(p, 0)], -1)
+    names_all = labels + [gen() for _ in range(m - n)]
+    ol = order.tolist()
+    names = [names_all[i] for i in ol]
+    lengths = np.asarray(length, dtype=np.float64)[order]
+    lengths[0] = 0.0
+    labs = [_NAME if i < n else None for i in ol]
+    time = _times_from_lengths(new_parent, lengths)
+    return Phylogeny._new(names, new_parent, time, lengths, labels=labs, rooted=rooted)
 
 
 def neighbor_joining(D: np.ndarray, labels: Sequence[str]) -> Phylogeny:
@@ -117,145 +122,211 @@ def neighbor_joining(D: np.ndarray, labels: Sequence[str]) -> Phylogeny:
 
     Notes
     -----
-    O(n^3) time in the worst case, O(n^2) memory; the row bounds (module notes) usually
-    skip most rows, so typical runs are much faster than a full scan. Ties are broken
-    deterministically (first pair in row-major order among the rows scanned).
-    For an additive (tree-metric) matrix the true tree and branch lengths are recovered.
+    O(n^3) time in the worst case, O(n^2) memory; the sorted-row bounds (module notes)
+    stop each row's scan after a few entries, so typical runs take O(n^2 log n). Ties
+    are broken deterministically (the first pair found in slot order). For an additive
+    (tree-metric) matrix the true tree and branch lengths are recovered.
     """
     D, labels = _check_matrix(D, labels)
     n = len(labels)
-    parent = [-1] * (2 * n - 2 if n >= 3 else n + 1)
-    length = [0.0] * len(parent)
     if n == 1:
         return _build(labels, [-1], [0.0], 0, rooted=False)
     if n == 2:
-        parent[:2] = [2, 2]
-        length[:2] = [D[0, 1] / 2.0, D[0, 1] / 2.0]
-        return _build(labels, parent, length, 2, rooted=False)
-    W = D.copy()
-    R = W.sum(axis=1)
-    np.fill_diagonal(W, np.inf)
-    node = list(range(n))  # output node of each active row
-    G = _GROUPS
-    grp = np.zeros(n, dtype=np.int64)  # column group of each active position
-    MT = np.empty((G, n))  # MT[g, i] <= min of W[i, j] over the columns j of group g
-    since = n  # steps since the groups were last rebuilt (n: build them at once)
-    Sref = np.zeros(n)  # S of each column when its terms entered m
-    m = np.empty(n)  # m[i] <= min over columns j of W[i, j] - Sref[j]
+        half = D[0, 1] / 2.0
+        return _build(labels, [2, 2, -1], [half, half, 0.0], 2, rooted=False)
+    parent, length, centre = _nj_kernel(
+        np.ascontiguousarray(D), _REBUILD, _REBUILD_FRACTION, _FULL_SCAN
+    )
+    return _build(labels, parent.tolist(), length.tolist(), int(centre), rooted=False)
+
+
+@numba.njit(cache=True)
+def _sort_rows(D, r, at, sref, ent_key, ent_j, ptr, end):  # noqa: ANN001, ANN202
+    """Row of slot s: the slots t > s, by D[s, t] - Sref[t] (each pair stored once)."""
+    pos = 0
+    for s in range(r):
+        k = r - 1 - s
+        i = at[s]
+        if k > 0:
+            keys = np.empty(k)
+            for a in range(k):
+                keys[a] = D[s, s + 1 + a] - sref[at[s + 1 + a]]
+            order = np.argsort(keys)
+            for a in range(k):
+                ent_key[pos + a] = keys[order[a]]
+                ent_j[pos + a] = at[s + 1 + order[a]]
+        ptr[i] = pos
+        end[i] = pos + k
+        pos += k
+    return pos
+
+
+@numba.njit(cache=True)
+def _nj_kernel(D0, rebuild_min, rebuild_fraction, full_scan):  # noqa: ANN001, ANN202
+    """NJ joins of ``D0 [n, n]`` (n >= 3): (parent [2n-2], branch length [2n-2], centre).
+
+    Nodes 0..n-1 are the leaves, n.. the clusters in the order they are made, the last
+    one the centre joining the final three.
+    """
+    n = D0.shape[0]
+    D = D0.copy()
+    m = 2 * n - 2
+    parent = np.full(m, -1, np.int64)
+    length = np.zeros(m)
+    alive = np.zeros(m, np.bool_)
+    alive[:n] = True
+    slot = np.zeros(m, np.int64)
+    at = np.zeros(n, np.int64)
+    R = np.zeros(n)
+    sref = np.zeros(m)
+    for s in range(n):
+        slot[s] = s
+        at[s] = s
+        acc = 0.0
+        for t in range(n):
+            acc += D[s, t]
+        R[s] = acc
+    ptr = np.zeros(m, np.int64)
+    end = np.zeros(m, np.int64)
+    ent_key = np.empty(0)
+    ent_j = np.empty(0, np.int32)
+    pos = 0
+    since = 1 << 62
     nxt = n
     r = n
+    buf = np.empty(n)
+    bufj = np.empty(n, np.int64)
     while r > 3:
-        Wa = W[:r, :r]
-        S = R[:r] * (1.0 / (r - 2))
-        bounded = r > _FULL_SCAN
-        if not bounded:
-            T = Wa - S
-            i = int(np.argmin(T.min(axis=1) - S))
-            j = int(np.argmin(T[i]))
+        inv = 1.0 / (r - 2)
+        best = np.inf
+        si = -1
+        sj = -1
+        if r <= full_scan:
+            for s in range(r):
+                base = R[s] * inv
+                for t in range(s + 1, r):
+                    q = D[s, t] - base - R[t] * inv
+                    if q < best:
+                        best = q
+                        si = s
+                        sj = t
         else:
-            if since >= max(_REBUILD, r // _REBUILD_FRACTION):
-                # regroup columns by current S so each group's max S is a tight bound
-                order = np.argsort(S)
-                grp[order] = np.arange(r) * G // r
-                groups, starts = np.unique(grp[order], return_index=True)
-                MT[:, :r] = np.inf
-                MT[groups, :r] = np.minimum.reduceat(Wa[order], starts, axis=0)
-                Sref[:r] = S
-                m[:r] = (Wa - S).min(axis=1)
+            every = max(rebuild_min, r // rebuild_fraction)
+            if since >= every:
+                for s in range(r):
+                    sref[at[s]] = R[s] * inv
+                ent_key = np.empty(r * (r - 1) // 2 + (every + 1) * r)
+                ent_j = np.empty(ent_key.size, np.int32)
+                pos = _sort_rows(D, r, at, sref, ent_key, ent_j, ptr, end)
                 since = 0
             since += 1
-            smax = np.full(G, -np.inf)
-            np.maximum.at(smax, grp[:r], S)
-            bound = (MT[:, :r] - smax[:, None]).min(axis=0)
-            # second bound: exact row minima at the last rebuild, less how far S has drifted
-            np.maximum(bound, m[:r] - (S - Sref[:r]).max(), out=bound)
-            bound -= S
-            # scan the row with the smallest bound first; then only rows whose bound can
-            # still beat the best value (in growing chunks, most promising first)
-            i = int(bound.argmin())
-            row = Wa[i] - S
-            j = int(row.argmin())
-            best = row[j] - S[i]
-            bound[i] = np.inf
-            cand = np.flatnonzero(bound < best)
-            if 0 < cand.size <= _ONE_SHOT:
-                sub = Wa[cand]
-                sub -= S
-                sub -= S[cand, None]
-                ci, cj = divmod(int(np.argmin(sub)), r)
-                if sub[ci, cj] < best:
-                    i, j = int(cand[ci]), cj
-            elif cand.size:
-                cand = cand[np.argsort(bound[cand])]
-                start, chunk = 0, _ONE_SHOT
-                while start < cand.size:
-                    rows = cand[start : start + chunk]
-                    rows = rows[bound[rows] < best]
-                    if rows.size == 0:
+            drift = -np.inf  # max over clusters of S(now) - Sref
+            for s in range(r):
+                v = R[s] * inv - sref[at[s]]
+                if v > drift:
+                    drift = v
+            # a first bound from the front of each row, then the bounded scans
+            for s in range(r):
+                i = at[s]
+                p = ptr[i]
+                e = end[i]
+                while p < e and not alive[ent_j[p]]:
+                    p += 1
+                ptr[i] = p
+                if p < e:
+                    t = slot[ent_j[p]]
+                    q = D[s, t] - R[s] * inv - R[t] * inv
+                    if q < best:
+                        best = q
+                        si = s
+                        sj = t
+            for s in range(r):
+                i = at[s]
+                base = R[s] * inv
+                p = ptr[i]
+                e = end[i]
+                # D - S_j >= key - drift: once key - drift - S_i reaches best, stop
+                lim = best + base + drift
+                while p < e:
+                    if ent_key[p] >= lim:
                         break
-                    sub = Wa[rows]
-                    sub -= S
-                    sub -= S[rows, None]
-                    ci, cj = divmod(int(np.argmin(sub)), r)
-                    if sub[ci, cj] < best:
-                        best = sub[ci, cj]
-                        i, j = int(rows[ci]), cj
-                    start += chunk
-                    chunk *= 2
-        if j < i:
-            i, j = j, i
-        dij = W[i, j]
-        li = 0.5 * dij + (R[i] - R[j]) / (2.0 * (r - 2))
+                    j = ent_j[p]
+                    if alive[j]:
+                        t = slot[j]
+                        q = D[s, t] - base - R[t] * inv
+                        if q < best:
+                            best = q
+                            si = s
+                            sj = t
+                            lim = best + base + drift
+                    p += 1
+        if sj < si:
+            si, sj = sj, si
+        bi = at[si]
+        bj = at[sj]
+        dij = D[si, sj]
+        li = 0.5 * dij + (R[si] - R[sj]) / (2.0 * (r - 2))
         u = nxt
         nxt += 1
-        parent[node[i]] = u
-        parent[node[j]] = u
-        length[node[i]] = li
-        length[node[j]] = dij - li
-        # distances from the new cluster u; R_k changes by d(k,u) - d(k,i) - d(k,j)
-        du = Wa[i] + Wa[j]
-        du -= dij
-        du *= 0.5
-        du[i] = du[j] = 0.0
-        R[:r] -= du
-        R[:r] -= dij
-        R[i] = du.sum()
-        du[i] = du[j] = np.inf
-        Wa[i] = du
-        Wa[:, i] = du
-        if bounded and r - 1 > _FULL_SCAN:
-            # group minima stay valid lower bounds when columns leave; u joins i's group
-            gi = grp[i]
-            np.minimum(MT[gi, :r], du, out=MT[gi, :r])
-            MT[:, i] = np.inf
-            np.minimum.at(MT[:, i], grp[:r], du)
-            Sref[i] = R[i] / (r - 3)  # u's S at the next step
-            np.minimum(m[:r], du - Sref[i], out=m[:r])
-            m[i] = (du - Sref[:r]).min()
-        # drop row j by moving the last active row into it
+        parent[bi] = u
+        parent[bj] = u
+        length[bi] = li
+        length[bj] = dij - li
+        ru = 0.0
+        for s in range(r):
+            if s != si and s != sj:
+                du = 0.5 * (D[si, s] + D[sj, s] - dij)
+                R[s] -= du + dij
+                D[si, s] = du
+                D[s, si] = du
+                ru += du
+        R[si] = ru
+        D[si, si] = 0.0
+        alive[bi] = False
+        alive[bj] = False
+        alive[u] = True
+        slot[u] = si
+        at[si] = u
         last = r - 1
-        if j != last:
-            Wa[j] = Wa[last]
-            Wa[:, j] = Wa[:, last]
-            W[j, j] = np.inf
-            R[j] = R[last]
-            node[j] = node[last]
-            MT[:, j] = MT[:, last]
-            Sref[j] = Sref[last]
-            m[j] = m[last]
-            grp[j] = grp[last]
-        node[i] = u
-        node.pop()
+        if sj != last:
+            for s in range(r):
+                D[sj, s] = D[last, s]
+            for s in range(r):
+                D[s, sj] = D[s, last]
+            D[sj, sj] = 0.0
+            R[sj] = R[last]
+            w = at[last]
+            at[sj] = w
+            slot[w] = sj
         r -= 1
-    a, b, c = 0, 1, 2
-    la = 0.5 * (W[a, b] + W[a, c] - W[b, c])
-    lb = W[a, b] - la
-    lc = W[a, c] - la
-    centre = nxt
-    for k, x in ((a, la), (b, lb), (c, lc)):
-        parent[node[k]] = centre
-        length[node[k]] = x
-    return _build(labels, parent, length, centre, rooted=False)
+        if r > full_scan and since < max(rebuild_min, r // rebuild_fraction):
+            # u's row: every other cluster, by D - Sref (u's own Sref: S at the next step)
+            sref[u] = R[si] / (r - 2)
+            k = 0
+            for s in range(r):
+                if s != si:
+                    buf[k] = D[si, s] - sref[at[s]]
+                    bufj[k] = at[s]
+                    k += 1
+            if pos + k > ent_key.size:
+                since = 1 << 62  # out of room: rebuild at the next step
+            else:
+                order = np.argsort(buf[:k])
+                for a in range(k):
+                    ent_key[pos + a] = buf[order[a]]
+                    ent_j[pos + a] = bufj[order[a]]
+                ptr[u] = pos
+                end[u] = pos + k
+                pos += k
+    a, b, c = at[0], at[1], at[2]
+    la = 0.5 * (D[0, 1] + D[0, 2] - D[1, 2])
+    parent[a] = nxt
+    parent[b] = nxt
+    parent[c] = nxt
+    length[a] = la
+    length[b] = D[0, 1] - la
+    length[c] = D[0, 2] - la
+    return parent, length, nxt
 
 
 def upgma(D: np.ndarray, labels: Sequence[str]) -> Phylogeny:
@@ -277,75 +348,20 @@ def upgma(D: np.ndarray, labels: Sequence[str]) -> Phylogeny:
 
     Notes
     -----
-    Row minima are maintained between merges (average linkage never makes a distance
-    smaller than both of its parts), so each step costs O(n) plus a rescan of rows whose
-    nearest cluster was merged: O(n^2) typical, O(n^3) worst case.
+    The merges are scipy's ``linkage(..., method="average")`` (O(n^2) with the
+    nearest-neighbour chain algorithm).
     """
     D, labels = _check_matrix(D, labels)
     n = len(labels)
     if n == 1:
         return _build(labels, [-1], [0.0], 0, rooted=True)
-    W = D.copy()
-    np.fill_diagonal(W, np.inf)
-    size = np.ones(n)
-    height = np.zeros(n)
-    node = list(range(n))
+    Z = linkage(squareform(D, checks=False), method="average")
     parent = [-1] * (2 * n - 1)
-    hnode = [0.0] * (2 * n - 1)
-    rowarg = np.argmin(W, axis=1)
-    rowmin = W[np.arange(n), rowarg]
-    nxt = n
-    r = n
-    while r > 1:
-        Wa = W[:r, :r]
-        i = int(np.argmin(rowmin[:r]))
-        j = int(rowarg[i])
-        if j < i:
-            i, j = j, i
-        h = 0.5 * W[i, j]
-        u = nxt
-        nxt += 1
-        parent[node[i]] = u
-        parent[node[j]] = u
-        hnode[u] = max(h, height[i], height[j])
-        si, sj = size[i], size[j]
-        du = (si * Wa[i] + sj * Wa[j]) / (si + sj)
-        du[i] = du[j] = np.inf
-        Wa[i] = du
-        Wa[:, i] = du
-        size[i] = si + sj
-        height[i] = hnode[u]
-        stale = (rowarg[:r] == i) | (rowarg[:r] == j)
-        better = du < rowmin[:r]
-        rowmin[:r] = np.where(better, du, rowmin[:r])
-        rowarg[:r] = np.where(better, i, rowarg[:r])
-        stale[i] = True
-        last = r - 1
-        if j != last:
-            Wa[j] = Wa[last]
-            Wa[:, j] = Wa[:, last]
-            W[j, j] = np.inf
-            size[j] = size[last]
-            height[j] = height[last]
-            node[j] = node[last]
-            rowmin[j] = rowmin[last]
-            rowarg[j] = rowarg[last]
-            stale[j] = stale[last]
-        node[i] = u
-        node.pop()
-        r -= 1
-        if r > 1:
-            ra = rowarg[:r]
-            ra[ra == last] = j
-            stale = np.flatnonzero(stale[:r])
-            if stale.size:
-                block = W[stale, :r]
-                a = np.argmin(block, axis=1)
-                rowarg[stale] = a
-                rowmin[stale] = block[np.arange(stale.size), a]
-    root = nxt - 1
-    length = [0.0] * len(parent)
-    for c, p in enumerate(parent):
-        if p >= 0:
-            length[c] = hnode[p] - hnode[c]
-    return _build(labels, parent, length, root, rooted=True)
+    height = [0.0] * (2 * n - 1)
+    for k, (a, b, d, _) in enumerate(Z.tolist()):
+        u = n + k
+        a, b = int(a), int(b)
+        parent[a] = parent[b] = u
+        height[u] = max(0.5 * d, height[a], height[b])
+    length = [height[p] - height[c] if p >= 0 else 0.0 for c, p in enumerate(parent)]
+    return _build(labels, parent, length, 2 * n - 2, rooted=True)

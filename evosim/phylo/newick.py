@@ -27,18 +27,21 @@ import math
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from evosim.errors import EvosimError
 
 __all__ = ["NewickError", "ParsedNewick", "parse_newick", "format_label", "format_length"]
 
 
 class NewickError(EvosimError, ValueError):
-    """A Newick string is malformed. ``position`` is the 0-based character offset."""
+    """A Newick string is malformed. ``position`` is the 0-based character offset (``None``
+    for problems of the whole tree, such as duplicate leaf names)."""
 
-    def __init__(self, message: str, position: int, text: str | None = None) -> None:
+    def __init__(self, message: str, position: int | None = None, text: str | None = None) -> None:
         self.position = position
-        where = f" at position {position}"
-        if text is not None:
+        where = "" if position is None else f" at position {position}"
+        if text is not None and position is not None:
             lo = max(0, position - 20)
             snippet = text[lo : position + 20].replace("\n", " ")
             where += f" (near {snippet!r})"
@@ -128,6 +131,9 @@ def parse_newick(text: str) -> ParsedNewick:
     """
     if not isinstance(text, str):
         raise TypeError(f"Newick input must be a str, got {type(text).__name__}")
+    fast = _parse_plain(text)
+    if fast is not None:
+        return fast
     out = ParsedNewick()
     parent, label, length = out.parent, out.label, out.length
     toks = []
@@ -216,6 +222,107 @@ def parse_newick(text: str) -> ParsedNewick:
     if stack:
         raise NewickError(f"{len(stack)} unclosed '(' at end of input", len(text), text)
     raise NewickError("missing ';' at the end of the tree", len(text), text)
+
+
+_ROOTING = re.compile(r"\s*\[\s*&([UuRr])\s*\]")
+_AROUND = re.compile(r"\s*([(),:;])\s*")
+_SPACE = re.compile(r"\s")
+_DELIMS = re.compile(r"([(),;])")
+_OPEN, _CLOSE, _COMMA, _END = (ord(c) for c in "(),;")
+
+
+def _parse_plain(text: str) -> ParsedNewick | None:
+    """Vectorised parse of the common case (no quotes, no comments but a leading ``[&U]``).
+
+    Returns ``None`` whenever the text is not plainly valid, so that the careful parser
+    handles it and reports the first problem with its position.
+    """
+    rooted = True
+    m = _ROOTING.match(text)
+    if m is not None:
+        rooted = m.group(1) in "Rr"
+        text = text[m.end() :]
+    if "'" in text or "[" in text or "]" in text:
+        return None
+    s = text.strip()
+    if _SPACE.search(s) is not None:  # rare in written trees: drop it around delimiters
+        s = _AROUND.sub(r"\1", s)
+        if _SPACE.search(s) is not None:
+            return None
+    if not s.endswith(";"):
+        return None
+    pieces = _DELIMS.split(s)
+    texts = pieces[0::2]  # texts[k] comes before delimiter k; the last one after ';'
+    delims = np.frombuffer("".join(pieces[1::2]).encode("ascii"), dtype=np.uint8)
+    k = delims.size
+    if texts[-1] or delims[-1] != _END or np.count_nonzero(delims == _END) != 1:
+        return None
+    step = (delims == _OPEN).astype(np.int64) - (delims == _CLOSE)
+    after = np.cumsum(step)  # open parentheses after each delimiter
+    before = after - step
+    if after.min(initial=0) < 0 or after[-1] != 0 or np.any(before[delims == _COMMA] < 1):
+        return None
+    prev = np.empty(k, dtype=np.uint8)
+    prev[0] = _COMMA  # the tree starts like a subtree after ','
+    prev[1:] = delims[:-1]
+    nonempty = np.fromiter(map(len, texts[:k]), dtype=np.int64, count=k) > 0
+    expect = (prev == _OPEN) | (prev == _COMMA)  # a subtree starts before delimiter k
+    if np.any(nonempty & expect & (delims == _OPEN)):
+        return None  # a label right before '('
+    if np.any((prev == _CLOSE) & (delims == _OPEN)):
+        return None  # ')(' without a comma
+    if k > 1 and delims[0] != _OPEN:
+        return None  # a single leaf must be the whole tree
+    # nodes in preorder: an internal node at each '(' and a leaf at each subtree start
+    # that is not '('; both keyed by the delimiter index, so sorted keys are preorder
+    leaf_at = np.flatnonzero(expect & (delims != _OPEN))
+    open_at = np.flatnonzero(delims == _OPEN)
+    node_at = np.sort(np.concatenate([open_at, leaf_at]))
+    n = node_at.size
+    # parent: the last '(' before the node that leaves the node's depth open
+    node_of = np.full(k, -1, dtype=np.int64)
+    node_of[node_at] = np.arange(n)
+    parent = np.full(n, -1, dtype=np.int64)
+    if open_at.size:
+        okey = after[open_at] * (k + 1) + open_at
+        sort = np.argsort(okey)
+        okey, opens = okey[sort], open_at[sort]
+        qkey = before[node_at] * (k + 1) + node_at
+        j = np.searchsorted(okey, qkey) - 1
+        par_open = opens[np.maximum(j, 0)]
+        valid = (j >= 0) & (after[par_open] == before[node_at])
+        parent = np.where(valid, node_of[par_open], -1)
+    if np.count_nonzero(parent < 0) != 1 or parent[0] != -1:
+        return None
+    # each node's text: a leaf's precedes its delimiter; an internal node's follows the
+    # ')' that closes it, the ')' whose depth before equals the '(' depth after
+    ckey_at = np.flatnonzero(delims == _CLOSE)
+    if ckey_at.size != open_at.size:
+        return None
+    # matching ')' of each '(' in order: sort closes by (depth, position) like the opens
+    o_order = np.lexsort((open_at, after[open_at]))
+    c_order = np.lexsort((ckey_at, before[ckey_at]))
+    close_of = np.empty(open_at.size, dtype=np.int64)
+    close_of[o_order] = ckey_at[c_order]
+    text_at = np.empty(n, dtype=np.int64)
+    text_at[node_of[leaf_at]] = leaf_at
+    text_at[node_of[open_at]] = close_of + 1
+    label: list[str | None] = []
+    length: list[float | None] = []
+    try:
+        for t in (texts[i] for i in text_at.tolist()):
+            name, colon, x = t.partition(":")
+            label.append(name or None)
+            if colon:
+                v = float(x)
+                if v != v or v in (float("inf"), float("-inf")):
+                    return None
+                length.append(v)
+            else:
+                length.append(None)
+    except ValueError:
+        return None  # not a number, or a second ':'
+    return ParsedNewick(parent=parent.tolist(), label=label, length=length, rooted=rooted)
 
 
 _SAFE = re.compile(r"[^\s()\[\]',:;]+")

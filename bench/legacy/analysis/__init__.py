@@ -1,0 +1,1 @@
+"""The old scoring modules (see ``legacy``)."""
