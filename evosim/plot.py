@@ -973,6 +973,8 @@ def plot_archetypes(
     ax.set_aspect("equal", adjustable="datalim")
     ax.legend(fontsize=8, frameon=False, loc="best")
     ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------- identification

@@ -103,7 +103,7 @@ BAD = [
     ),
     (
         "tree:\n  model: newick\n  newick: '((A:1,B:1):1,(A:1,C:1):1);'\n",
-        "tree.newick (line 3): duplicate leaf",
+        "tree.newick (line 3): invalid Newick: duplicate leaf",
     ),
     ("tree:\n  newick: 'A;'\n", "tree.newick (line 2): must have at least 2 leaves"),
     ("analysis:\n  baselines: [trait]\n", "analysis.baselines (line 2): unknown baseline 'trait'"),
