@@ -20,6 +20,7 @@ from evosim.errors import ScenarioError
 __all__ = [
     "AnalysisConfig",
     "AutoencoderConfig",
+    "DecodeArchitecture",
     "MetaConfig",
     "PopulationConfig",
     "Scenario",
@@ -181,6 +182,28 @@ class AutoencoderConfig(_Section):
         return v
 
 
+class DecodeArchitecture(_Section):
+    """An AE architecture for the MAE's decoded AEs (``meta.decode_architecture``)."""
+
+    hidden: list[int] = Field(
+        default_factory=lambda: [64], description="encoder hidden widths; the decoder mirrors them"
+    )
+    latent: int = Field(2, ge=1, description="code size of the decoded AEs")
+    activation: Literal["relu", "tanh", "elu", "gelu", "softplus", "sigmoid"] = Field(
+        "elu", description="hidden-layer activation"
+    )
+    variant: Literal["plain", "denoising", "sparse", "contractive", "variational"] = Field(
+        "plain", description="AE variant (only variational changes the parameter shapes)"
+    )
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive_widths(cls, v: list[int]) -> list[int]:
+        if any(w < 1 for w in v):
+            raise ValueError(f"every width must be >= 1, got {v}")
+        return v
+
+
 class MetaConfig(_Section):
     """The meta-autoencoder over the trained AEs (``meta:``)."""
 
@@ -191,14 +214,38 @@ class MetaConfig(_Section):
     latent: int | Literal["auto"] = 16
     prior: Literal["none", "variational", "archetypal"] = "none"
     steps: int = Field(1000, ge=1)
-    hidden: list[int] = Field(default_factory=lambda: [128])
+    hidden: list[int] = Field(
+        default_factory=lambda: [128], description="hidden widths of the MAE's encoder"
+    )
+    decoder_hidden: list[int] = Field(
+        default_factory=lambda: [128],
+        description="hidden widths of the hypernetwork that writes a decoded AE's parameters",
+    )
+    decode_architecture: DecodeArchitecture | None = Field(
+        None,
+        description="architecture of decoded AEs; default: the one most species have",
+    )
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     kl_weight: float = Field(1e-3, ge=0)
-    functional_weight: float = Field(0.0, ge=0)
+    code_noise: float = Field(
+        0.1,
+        ge=0,
+        description="sd of noise added to codes in training, relative to the codes' spread: "
+        "the decoder must work around each species' code, not only at it",
+    )
+    probe_weight: float = Field(
+        0.25, ge=0, description="weight of the shared probes in the behaviour loss"
+    )
+    law_weight: float = Field(
+        0.1, ge=0, description="weight of the decoded AEs' code-law term (used by generate)"
+    )
     contrastive_weight: float = Field(0.0, ge=0)
+    scaled_output: bool = Field(False, description="EXPERIMENT")
+    weight_weight: float = Field(0.0, ge=0, description="EXPERIMENT")
+    lr_decay: bool = Field(True, description="EXPERIMENT")
     distance_weight: float = Field(
-        1.0, ge=0, description="keep pairwise distances of the codes like the representation's"
+        0.0, ge=0, description="keep pairwise distances of the codes like the representation's"
     )
     probes: int = Field(256, ge=1)
     off_manifold_fraction: float = Field(0.25, ge=0, le=1)
@@ -220,6 +267,17 @@ class AnalysisConfig(_Section):
     baselines: list[str] | Literal["all"] = "all"
     mantel_permutations: int = Field(999, ge=0)
     random_trees: int = Field(100, ge=1)
+    generative: bool = Field(
+        True,
+        description="score the MAE's decoder: decoded-AE fidelity, trait recovery, "
+        "interpolated ancestors (and a latent line for circles)",
+    )
+    generative_folds: int = Field(
+        4,
+        ge=0,
+        description="folds over species for decoding species held out of the MAE's fit "
+        "(the MAE is refitted once per fold; below 2 skips it)",
+    )
 
 
 class Scenario(_Section):

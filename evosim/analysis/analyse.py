@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import spearmanr
 
-from evosim.analysis.baselines import BASELINES, baseline_distances
+from evosim.analysis.baselines import BASELINES, baseline_distances, not_applicable
 from evosim.analysis.metrics import METRICS, euclidean, mantel, patristic, score_distances
 from evosim.analysis.report import Report
 from evosim.analysis.support import (
@@ -152,8 +152,9 @@ def analyse(
     d_mae = euclidean(meta.latents)
     meta_input = meta.represent(bank) if {"pca", "untrained_mae"} & set(names) else None
     distances = {}
+    skipped = {name: why for name in names if (why := not_applicable(name, bank)) is not None}
     for name in names:
-        if name != "random":
+        if name != "random" and name not in skipped:
             distances[name] = baseline_distances(
                 name, sim, bank, meta, seed=seed, meta_input=meta_input
             )
@@ -175,6 +176,9 @@ def analyse(
     baselines: dict[str, dict[str, float | None]] = {}
     trees = {}
     for name in names:
+        if name in skipped:
+            baselines[name] = {"not_applicable": skipped[name]}
+            continue
         if name == "random":
             baselines[name] = random_tree_scores(
                 true_tree,
@@ -194,6 +198,15 @@ def analyse(
             mantel_permutations=config.mantel_permutations,
             rng=make_rng(seed, "mantel", name),
             true_distances=d_true,
+        )
+
+    generative: dict[str, Any] = {}
+    generative_figures: dict[str, Any] = {}
+    if config.generative:
+        from evosim.analysis.generative import generative_scores
+
+        generative, generative_figures = generative_scores(
+            sim, bank, meta, distances=distances, folds=config.generative_folds, seed=seed
         )
 
     support: dict[str, float] = {}
@@ -246,6 +259,8 @@ def analyse(
         meta_info=dict(meta.info),
         scenario=scenario,
         baseline_trees=trees,
+        generative=generative,
+        generative_figures=generative_figures,
     )
     report.timings["analysis"] = time.perf_counter() - t0
     return report

@@ -103,6 +103,8 @@ class Report:
     meta_info: dict[str, Any] = field(default_factory=dict)
     scenario: dict[str, Any] = field(default_factory=dict)
     baseline_trees: dict[str, Any] = field(default_factory=dict)
+    generative: dict[str, Any] = field(default_factory=dict)
+    generative_figures: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ text
 
@@ -112,6 +114,10 @@ class Report:
         rule = "|---|" + "---:|" * len(METRICS)
         rows = [head, rule]
         for name, m in [("mae", self.metrics), *self.baselines.items()]:
+            if "not_applicable" in m:
+                label = _LABELS.get(name, name)
+                rows.append(f"| {label} | not applicable: {m['not_applicable']} |")
+                continue
             cells = " | ".join(
                 _fmt(m.get(k)) if k != "rf" or m.get(k) is None else f"{m[k]:.4g}" for k in METRICS
             )
@@ -175,6 +181,10 @@ class Report:
                 f"between species {_fmt(n['between'])} (ratio {_fmt(n['ratio'])}).",
                 "",
             ]
+        if self.generative:
+            from evosim.analysis.generative import generative_markdown
+
+            lines += generative_markdown(self.generative)
         if self.timings:
             lines += ["## Stage timings", "", "| stage | seconds |", "|---|---:|"]
             lines += [f"| {k} | {v:.2f} |" for k, v in self.timings.items()]
@@ -200,6 +210,8 @@ class Report:
             out["support"] = self.support_summary
         if self.noise_floor:
             out["noise_floor"] = self.noise_floor
+        if self.generative:
+            out["generative"] = self.generative
         # Wall times and devices live in report.md: metrics.json is the same for the same seed.
         out["meta"] = {
             k: v
@@ -245,6 +257,12 @@ class Report:
                 for st, v in zip(np.asarray(steps).tolist(), np.asarray(m.get(name, [])).tolist()):
                     rows.append([name, st, f"{v:.8g}"])
             written.append(runio.write_text(out / "mae_losses.csv", _csv(rows)))
+        if self.generative_figures:
+            from evosim.analysis.generative import figure_data_json
+
+            written.append(
+                runio.write_json(out / "generative.json", figure_data_json(self.generative_figures))
+            )
         written.append(runio.write_text(out / "report.md", self.markdown()))
         if figures:
             written += self.draw(out / "figures")
@@ -260,6 +278,7 @@ class Report:
             latents=self.latents,
             ae_losses=self.ae_losses,
             mae_losses=self.mae_losses,
+            generative=self.generative_figures,
         )
 
 
@@ -272,6 +291,7 @@ def _draw(
     latents: np.ndarray,
     ae_losses: dict[str, Any],
     mae_losses: dict[str, Any],
+    generative: dict[str, Any] | None = None,
 ) -> list[Path]:
     from evosim import plot
 
@@ -285,6 +305,8 @@ def _draw(
         paths.append(plot.plot_ae_losses(ae_losses, fig_dir / "ae_losses.png"))
     if mae_losses:
         paths.append(plot.plot_mae_training(mae_losses, fig_dir / "mae_training.png"))
+    if generative:
+        paths += plot.plot_generative_figures(generative, fig_dir)
     return paths
 
 
@@ -328,6 +350,11 @@ def plot_report(run_dir: str | Path) -> list[Path]:
             key = "step" if name == "train" else "val_step"
             mae[key] = np.asarray([int(r["step"]) for r in sel])
             mae[name] = np.asarray([float(r["loss"]) for r in sel])
+    generative = (
+        json.loads((run / "generative.json").read_text(encoding="utf-8"))
+        if (run / "generative.json").exists()
+        else None
+    )
     return _draw(
         run / "figures",
         true_tree=true_tree,
@@ -336,6 +363,7 @@ def plot_report(run_dir: str | Path) -> list[Path]:
         latents=latents,
         ae_losses=ae,
         mae_losses=mae,
+        generative=generative,
     )
 
 
