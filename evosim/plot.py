@@ -762,6 +762,7 @@ def plot_generative(data: Mapping[str, Any], path: str | Path) -> Path:
     groups = [
         ("decoded\n(fitted)", fid.get("train")),
         ("decoded\n(held out)", fid.get("heldout")),
+        ("decoded, codes\nfitted (held out)", fid.get("heldout_fitted")),
         ("nearest\ntraining AE", fid.get("nearest")),
         ("PCA of aligned\nweights", fid.get("pca")),
     ]

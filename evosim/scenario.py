@@ -213,12 +213,17 @@ class MetaConfig(_Section):
     )
     latent: int | Literal["auto"] = 16
     prior: Literal["none", "variational", "archetypal"] = "none"
-    steps: int = Field(1000, ge=1)
+    steps: int = Field(
+        600,
+        ge=1,
+        description="training steps, each a minibatch of at most 64 members; larger banks "
+        "take proportionally more (every member is visited about this many times)",
+    )
     hidden: list[int] = Field(
         default_factory=lambda: [128], description="hidden widths of the MAE's encoder"
     )
     decoder_hidden: list[int] = Field(
-        default_factory=lambda: [128],
+        default_factory=lambda: [64],
         description="hidden widths of the hypernetwork that writes a decoded AE's parameters",
     )
     decode_architecture: DecodeArchitecture | None = Field(
@@ -240,10 +245,13 @@ class MetaConfig(_Section):
     law_weight: float = Field(
         0.1, ge=0, description="weight of the decoded AEs' code-law term (used by generate)"
     )
+    cycle_weight: float = Field(
+        10.0,
+        ge=0,
+        description="weight of encode-decode-re-encode consistency: the AE decoded from a "
+        "code must be encoded back to it (functional and raw representations)",
+    )
     contrastive_weight: float = Field(0.0, ge=0)
-    scaled_output: bool = Field(False, description="EXPERIMENT")
-    weight_weight: float = Field(0.0, ge=0, description="EXPERIMENT")
-    lr_decay: bool = Field(True, description="EXPERIMENT")
     distance_weight: float = Field(
         0.0, ge=0, description="keep pairwise distances of the codes like the representation's"
     )

@@ -7,8 +7,9 @@ from the species' instances or the tree:
 
 *Region points.* A trained AE reconstructs its own species' data well and other species'
 worse, so among the pooled reference inputs, the ones member ``m`` reconstructs best lie
-on or near its species' manifold. Their codes under ``m``'s encoder give a Gaussian code
-distribution ``N(mu_m, C_m)``; ``m``'s decoder turns codes drawn from it into points of its
+on or near its species' manifold. Their codes under ``m``'s encoder, jittered by a
+Gaussian kernel (a kernel density of the codes: AE codes often lie on curves or loops,
+which a single Gaussian would fill in), go through ``m``'s decoder to points of its
 manifold ("points the species' AE generates from its own codes"), and Gaussian noise of
 the size of ``m``'s own residual on the selected inputs moves them off the manifold as
 real instances are. Region inputs are the selected reference inputs plus those generated
@@ -33,13 +34,24 @@ import torch
 
 from evosim.seeding import rng as make_rng
 
-__all__ = ["Behaviour", "behaviour_targets", "select_region"]
+__all__ = [
+    "GENERATE",
+    "SELECT",
+    "Behaviour",
+    "behaviour_loss_of",
+    "behaviour_targets",
+    "select_region",
+]
 
 #: Members per chunk when running the bank's AEs over the reference inputs.
 CHUNK = 64
 #: Region selection (see :func:`select_region`).
 MIN_SELECT = 8
 SELECT_FACTOR = 8.0
+#: Region inputs per member: at most this many selected reference inputs, and this many
+#: generated points.
+SELECT = 64
+GENERATE = 96
 
 
 @dataclass
@@ -126,8 +138,8 @@ def behaviour_targets(
     bank: Any,
     probes: np.ndarray,
     *,
-    n_select: int,
-    n_generated: int,
+    n_select: int = SELECT,
+    n_generated: int = GENERATE,
     seed: int,
 ) -> Behaviour:
     """Region inputs, probes and their targets for every member of a bank.
@@ -153,12 +165,12 @@ def behaviour_targets(
     ref_t = torch.as_tensor(np.asarray(ref, dtype=np.float32))
     probes_t = torch.as_tensor(np.asarray(probes, dtype=np.float32))
     m_total = bank.n_members
-    d = ref_t.shape[1]
+    d_in = ref_t.shape[1]
     n_sel = min(n_select, len(ref_t))
-    inputs = torch.empty(m_total, n_sel + n_generated, d)
+    inputs = torch.empty(m_total, n_sel + n_generated, d_in)
     selected = torch.zeros(m_total, dtype=torch.long)
     targets = torch.empty_like(inputs)
-    probe_targets = torch.empty(m_total, len(probes_t), d)
+    probe_targets = torch.empty(m_total, len(probes_t), d_in)
     residual = torch.empty(m_total)
     keys = _member_keys(bank)
     with torch.no_grad():
@@ -180,18 +192,23 @@ def behaviour_targets(
                 res = ((err.gather(1, sel) * w).sum(1) / count).clamp_min(1e-12)
                 codes = group.encode(x_sel, local)  # [K, n_sel, k]
                 k = codes.shape[-1]
-                mu = (codes * w[..., None]).sum(1, keepdim=True) / count[:, None, None]
-                c = (codes - mu) * w[..., None]
-                cov = c.transpose(1, 2) @ c / (count[:, None, None] - 1).clamp_min(1)
-                ridge = 1e-4 * torch.diagonal(cov, dim1=1, dim2=2).mean(-1).clamp_min(1e-8)
-                chol = torch.linalg.cholesky(cov + ridge[:, None, None] * torch.eye(k))
+                # kernel density on the selected inputs' codes (bandwidth: half the mean
+                # nearest-neighbour distance among them), so generated points stay on the
+                # AE's manifold even where its codes lie on a curve or a loop
+                d = torch.cdist(codes, codes)
+                same = slot[:, :, None] == slot[:, None, :]
+                nn_d = d.masked_fill(same, float("inf")).min(dim=2).values
+                nn_d = nn_d.masked_fill(~torch.isfinite(nn_d), 0.0)
+                h = 0.5 * (nn_d * w).sum(1) / count  # mean over distinct inputs
+                pick = torch.empty(len(local), n_generated, dtype=torch.long)
                 eps = torch.empty(len(local), n_generated, k)
-                noise = torch.empty(len(local), n_generated, d)
+                noise = torch.empty(len(local), n_generated, d_in)
                 for j, mem in enumerate(members[local]):
                     gen = make_rng(seed, "mae-region", *keys[int(mem)])
+                    pick[j] = torch.as_tensor(gen.integers(0, int(count[j]), n_generated))
                     eps[j] = torch.as_tensor(gen.standard_normal((n_generated, k)))
-                    noise[j] = torch.as_tensor(gen.standard_normal((n_generated, d)))
-                z = mu + eps @ chol.transpose(1, 2)
+                    noise[j] = torch.as_tensor(gen.standard_normal((n_generated, d_in)))
+                z = codes.gather(1, pick[..., None].expand(-1, -1, k)) + h[:, None, None] * eps
                 gen_pts = group.decode(z, local) + res.sqrt()[:, None, None] * noise
                 x = torch.cat([x_sel, gen_pts], dim=1)
                 inputs[glob] = x
@@ -200,3 +217,21 @@ def behaviour_targets(
                 residual[glob] = res
                 selected[glob] = count
     return Behaviour(inputs, targets, probes_t, probe_targets, residual, selected)
+
+
+def behaviour_loss_of(
+    params: dict[str, torch.Tensor], spec: Any, beh: Behaviour, probe_weight: float
+) -> torch.Tensor:
+    """Per-member behaviour loss ``[M]`` of stacked AEs ``params`` against ``beh``'s targets.
+
+    Region inputs plus ``probe_weight`` times probes, each in units of the member's own
+    residual (see :func:`evosim.meta.losses.behaviour_loss`).
+    """
+    from evosim.train import model as ae_model
+
+    pred = ae_model.reconstruct(params, spec, beh.inputs)
+    loss = (pred - beh.targets).pow(2).mean(dim=(1, 2)) / beh.residual
+    if probe_weight > 0:
+        pp = ae_model.reconstruct(params, spec, beh.probes)
+        loss = loss + probe_weight * (pp - beh.probe_targets).pow(2).mean(dim=(1, 2)) / beh.residual
+    return loss

@@ -39,7 +39,13 @@ from evosim.devices import resolve_device
 from evosim.meta import losses
 from evosim.meta.behaviour import Behaviour, behaviour_targets
 from evosim.meta.network import Encoder, HyperDecoder
-from evosim.meta.representation import Frame, RepresentationMap, make_probes, medoid
+from evosim.meta.representation import (
+    Frame,
+    RepresentationMap,
+    make_probes,
+    medoid,
+    whitened_code_distances,
+)
 from evosim.meta.result import MetaResult, decode_spec
 from evosim.scenario import MetaConfig
 from evosim.seeding import rng as make_rng
@@ -55,15 +61,14 @@ log = logging.getLogger(__name__)
 #: Candidate code sizes for ``latent: auto``.
 AUTO_LATENTS = (2, 4, 8, 16)
 #: Evaluate the training (and held-out) loss every this many steps.
-EVAL_EVERY = 25
+EVAL_EVERY = 100
 #: Members per minibatch; banks of up to this many members train full-batch.
 BATCH = 64
 #: Region inputs and probes per member and step.
 POINTS = 48
 PROBES_PER_STEP = 32
-#: Reference inputs selected per member (those it reconstructs best) and points generated.
-SELECT = 64
-GENERATE = 96
+#: Members per step whose decoded AEs are re-encoded (the cycle-consistency term).
+CYCLE_MEMBERS = 8
 #: Folds over species for ``latent: auto``.
 FOLDS = 4
 
@@ -111,84 +116,27 @@ class Problem:
     behaviour: Behaviour
     spec: AESpec
     theta0: dict[str, torch.Tensor]
-    out_scale: torch.Tensor  # [n_params]
-    weights: torch.Tensor | None = None  # [M, n_params] members' own parameters (same spec)
-    weight_scale: torch.Tensor | None = None  # [n_params] per-block spread of those
-    has_weights: torch.Tensor | None = None  # [M] bool: the member has the decoded architecture
+    kind: str = "functional"  # the representation the encoder reads
+    rep_mean: torch.Tensor | None = None  # [F] its standardisation
+    rep_scale: torch.Tensor | None = None  # [F]
+    frame: Frame | None = None
 
     @property
     def n_members(self) -> int:
         return int(self.coords.shape[0])
 
 
-def _theta0(
-    bank: Any, spec: AESpec, seed: int
-) -> tuple[dict[str, torch.Tensor], torch.Tensor, str]:
-    """The decoder's starting AE and per-parameter output scale.
-
-    The starting AE is the medoid (raw weights) of the bank's members of ``spec``'s
-    architecture, and the scale each parameter's standard deviation over those members
-    (floored at a tenth of its tensor's mean, so no parameter is frozen): Adam's steps are
-    about one unit of the output, so this sizes them to how much AEs of the world differ.
-    With no member of the architecture: a fresh initialisation and a scale of a tenth of
-    each tensor's initial spread.
-    """
+def _theta0(bank: Any, spec: AESpec, seed: int) -> tuple[dict[str, torch.Tensor], str]:
+    """The decoder's starting AE: the medoid (raw weights) of the bank's members of
+    ``spec``'s architecture; a fresh initialisation if no member has it."""
     for g, group in enumerate(bank.groups):
         if group.spec == spec:
             flat = torch.cat([v.reshape(v.shape[0], -1) for v in group.params.values()], dim=1)
             j = medoid(flat.numpy())
             member = int(np.asarray(bank.group_members(g))[j])
-            sd = (
-                flat.std(dim=0, correction=0)
-                if flat.shape[0] > 1
-                else flat.new_zeros(flat.shape[1])
-            )
-            parts, start = [], 0
-            for shape in spec.param_shapes().values():
-                size = int(np.prod(shape))
-                block = sd[start : start + size]
-                parts.append(block.clamp_min(0.1 * float(block.mean()) + 1e-6))
-                start += size
-            theta0 = {k: v[j].clone() for k, v in group.params.items()}
-            return theta0, torch.cat(parts), f"medoid member {member}"
+            return {k: v[j].clone() for k, v in group.params.items()}, f"medoid member {member}"
     params = init_params(spec, seed, ["mae-theta0"], [0])
-    theta0 = {k: v[0] for k, v in params.items()}
-    scale = torch.cat([0.1 * v.reshape(-1).std().expand(v.numel()) for v in theta0.values()])
-    return theta0, scale, "fresh initialisation"
-
-
-def _weight_targets(
-    bank: Any, spec: AESpec
-) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """Members' own flat parameters where they have the decoded architecture.
-
-    Returns ``(weights [M, n_params], per-block scale [n_params], has [M])``: the scale of a
-    block (one parameter tensor) is the root-mean-square over its entries of their standard
-    deviation over members, so every tensor weighs alike. ``(None, None, None)`` if no
-    member has the architecture.
-    """
-    m = bank.n_members
-    n = spec.n_params
-    weights = torch.zeros(m, n)
-    has = torch.zeros(m, dtype=torch.bool)
-    for g, group in enumerate(bank.groups):
-        if group.spec == spec:
-            members = torch.as_tensor(np.asarray(bank.group_members(g)), dtype=torch.long)
-            weights[members] = torch.cat(
-                [v.reshape(v.shape[0], -1) for v in group.params.values()], dim=1
-            )
-            has[members] = True
-    if not bool(has.any()):
-        return None, None, None
-    sd = weights[has].std(dim=0, correction=0) if int(has.sum()) > 1 else torch.ones(n)
-    scale = torch.empty(n)
-    start = 0
-    for shape in spec.param_shapes().values():
-        size = int(np.prod(shape))
-        rms = float(sd[start : start + size].pow(2).mean().sqrt())
-        scale[start : start + size] = rms if rms > 1e-8 else 1.0
-        start += size
-    return weights, scale, has
+    return {k: v[0] for k, v in params.items()}, "fresh initialisation"
 
 
 def _batches(groups: np.ndarray, rng: np.random.Generator, batch: int) -> Iterator[np.ndarray]:
@@ -211,23 +159,50 @@ def _behaviour_terms(
     config: MetaConfig,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(region loss, probe loss, code-law KL) of the AEs decoded from ``z`` for members ``idx``."""
-    params, law_mean, law_chol = decoder.decode_all(z)
+    params, particles = decoder.decode_all(z)
     spec = decoder.spec
-    inputs = beh.inputs[idx] if cols is None else beh.inputs[idx][:, cols]
-    targets = beh.targets[idx] if cols is None else beh.targets[idx][:, cols]
+    if cols is None:
+        inputs, targets = beh.inputs[idx], beh.targets[idx]
+    else:
+        inputs = beh.inputs[idx[:, None], cols[None, :]]
+        targets = beh.targets[idx[:, None], cols[None, :]]
     scale = beh.residual[idx]
     codes = ae_model.encode(params, spec, inputs)
     pred = ae_model.decode(params, spec, codes)
     region = losses.behaviour_loss(pred, targets, scale)
-    law = losses.code_law_kl(codes, law_mean, law_chol)
+    law = losses.code_law_energy(codes, particles)
     probe = region.new_zeros(())
     if config.probe_weight > 0:
         probes = beh.probes if probe_cols is None else beh.probes[probe_cols]
-        ptarg = beh.probe_targets[idx]
-        if probe_cols is not None:
-            ptarg = ptarg[:, probe_cols]
+        ptarg = (
+            beh.probe_targets[idx]
+            if probe_cols is None
+            else beh.probe_targets[idx[:, None], probe_cols[None, :]]
+        )
         probe = losses.behaviour_loss(ae_model.reconstruct(params, spec, probes), ptarg, scale)
     return region, probe, law
+
+
+def _reencode(
+    encoder: Encoder, decoder: HyperDecoder, z: torch.Tensor, prob: Problem
+) -> torch.Tensor:
+    """Codes the encoder gives the AEs decoded from ``z`` (differentiably): the cycle
+    code -> AE -> representation -> code. ``functional``: the decoded AEs' outputs on the
+    probes and their whitened code distances; ``raw``: their flattened parameters."""
+    assert prob.frame is not None and prob.rep_mean is not None and prob.rep_scale is not None
+    if prob.kind == "functional":
+        params = decoder(z)
+        probes = prob.behaviour.probes
+        codes = ae_model.encode(params, decoder.spec, probes)
+        recon = ae_model.decode(params, decoder.spec, codes)
+        feats = torch.cat(
+            [recon.reshape(len(z), -1), whitened_code_distances(codes.double()).float()], dim=1
+        )
+    else:
+        feats = decoder.flat(z)
+    coords = prob.frame.coords((feats - prob.rep_mean) / prob.rep_scale)
+    again, _ = encoder(coords)
+    return again
 
 
 def evaluate(
@@ -274,9 +249,7 @@ def train_mae(
     encoder = Encoder(
         prob.coords.shape[1], list(config.hidden), latent, config.prior, config.archetypes, gen
     )
-    decoder = HyperDecoder(
-        latent, list(config.decoder_hidden), prob.spec, prob.theta0, gen, prob.out_scale
-    )
+    decoder = HyperDecoder(latent, list(config.decoder_hidden), prob.spec, prob.theta0, gen)
     encoder_init = copy.deepcopy(encoder.state_dict())
     encoder.to(device)
     decoder.to(device)
@@ -284,7 +257,7 @@ def train_mae(
         [*encoder.parameters(), *decoder.parameters()],
         lr=config.lr,
         weight_decay=config.weight_decay,
-        foreach=True,
+        fused=True,
     )
     noise = torch_generator(seed, "mae", "noise", tag, device=device)
     order = make_rng(seed, "mae", "batches", tag)
@@ -338,14 +311,12 @@ def train_mae(
         ]
         region, probe, law = _behaviour_terms(decoder, z, beh, idx, cols, pcols, config)
         total = total + region + config.probe_weight * probe + config.law_weight * law
-        if config.weight_weight > 0 and prob.weights is not None:
-            ramp = max(0.0, 1.0 - step / (0.5 * steps))
-            if ramp > 0:
-                have = prob.has_weights[idx]
-                if bool(have.any()):
-                    flat = decoder.flat(z[have])
-                    diff = (flat - prob.weights[idx][have]) / prob.weight_scale
-                    total = total + config.weight_weight * ramp * diff.pow(2).mean()
+        if config.cycle_weight > 0 and prob.kind != "aligned":
+            sub = idx[: min(CYCLE_MEMBERS, len(idx))]
+            again = _reencode(encoder, decoder, z[: len(sub)], prob)
+            target = mu[: len(sub)].detach()
+            spread = mu.detach().var(dim=0).sum().clamp_min(1e-8)
+            total = total + config.cycle_weight * (again - target).pow(2).sum(1).mean() / spread
         if config.distance_weight > 0:
             total = total + config.distance_weight * losses.distance_stress(prob.features[idx], mu)
         if config.contrastive_weight > 0:
@@ -353,8 +324,7 @@ def train_mae(
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
-        if config.lr_decay:
-            sched.step()
+        sched.step()
         if step % (EVAL_EVERY * n_batches) == 0 or step == steps:
             curve["step"].append(step)
             curve["train"].append(evaluate(encoder, decoder, prob, train_idx, config))
@@ -446,12 +416,11 @@ def fit_meta_autoencoder(
             else make_probes(bank, config.probes, config.off_manifold_fraction, seed)
         )
         spec = decode_spec(bank, config)
-        theta0, out_scale, theta0_from = _theta0(bank, spec, seed)
-        beh = behaviour_targets(bank, probes, n_select=SELECT, n_generated=GENERATE, seed=seed)
+        theta0, theta0_from = _theta0(bank, spec, seed)
+        beh = behaviour_targets(bank, probes, seed=seed)
         groups = np.arange(m) // replicates
         with torch.no_grad():
             coords = frame.coords(torch.as_tensor(x))
-        weights, weight_scale, has_weights = _weight_targets(bank, spec)
         prob = Problem(
             coords=coords.to(device),
             features=torch.as_tensor(x).to(device),
@@ -459,12 +428,10 @@ def fit_meta_autoencoder(
             behaviour=beh.to(device),
             spec=spec,
             theta0={k: v.to(device) for k, v in theta0.items()},
-            out_scale=(out_scale if config.scaled_output else torch.ones_like(out_scale)).to(
-                device
-            ),
-            weights=None if weights is None else weights.to(device),
-            weight_scale=None if weight_scale is None else weight_scale.to(device),
-            has_weights=None if has_weights is None else has_weights.to(device),
+            kind=rep.kind,
+            rep_mean=torch.as_tensor(rep.mean).to(device),
+            rep_scale=torch.as_tensor(rep.scale).to(device),
+            frame=frame.to(device),
         )
         info: dict[str, Any] = {
             "seed": seed,
@@ -513,6 +480,7 @@ def fit_meta_autoencoder(
             config=config,
             representation=rep,
             frame=frame,
+            probes=np.asarray(probes, dtype=np.float32),
             encoder=encoder,
             decoder=decoder,
             encoder_init=encoder_init,

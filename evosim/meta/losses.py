@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "behaviour_loss",
-    "code_law_kl",
+    "code_law_energy",
     "distance_stress",
     "gaussian_kl",
     "nt_xent",
@@ -29,33 +29,20 @@ def behaviour_loss(pred: torch.Tensor, target: torch.Tensor, scale: torch.Tensor
     return ((pred - target).pow(2).mean(dim=(1, 2)) / scale).mean()
 
 
-def code_law_kl(
-    codes: torch.Tensor, mean: torch.Tensor, chol: torch.Tensor, *, ridge: float = 1e-4
-) -> torch.Tensor:
-    """``KL(N(m, C) || N(mean, L L^T))`` averaged over members; ``m, C`` the codes' moments.
+def code_law_energy(codes: torch.Tensor, particles: torch.Tensor) -> torch.Tensor:
+    """Energy distance between a decoded AE's codes and its predicted particles, per member.
 
-    ``codes [B, n, c]`` are a decoded AE's codes of its species' region inputs (treated as
-    data: no gradient flows into them); ``mean [B, c]`` and ``chol [B, c, c]`` the predicted
-    law. The KL between Gaussians is scale-free, so the term weighs every AE alike.
+    ``codes [B, n, c]`` are the decoded AE's codes of its species' region inputs (treated
+    as data: no gradient flows into them), ``particles [B, K, c]`` the predicted law. The
+    squared energy distance ``2 E|X - Y| - E|X - X'| - E|Y - Y'|`` (Szekely & Rizzo 2013) is
+    zero exactly when the two laws agree; each member's is divided by the mean distance
+    between its codes, so the term is scale-free. Averaged over members.
     """
     codes = codes.detach()
-    b, n, c = codes.shape
-    m = codes.mean(1)
-    x = codes - m[:, None]
-    cov = x.transpose(1, 2) @ x / max(n - 1, 1)
-    cov = cov + ridge * torch.diagonal(cov, dim1=1, dim2=2).mean(-1)[:, None, None] * torch.eye(
-        c, device=codes.device, dtype=codes.dtype
-    )
-    # KL = 0.5 [tr(S^-1 C) + (mu - m)^T S^-1 (mu - m) - c + log det S - log det C]
-    eye = torch.eye(c, device=codes.device, dtype=codes.dtype).expand(b, c, c)
-    inv_l = torch.linalg.solve_triangular(chol, eye, upper=False)
-    s_inv = inv_l.transpose(1, 2) @ inv_l
-    diff = (mean - m)[:, :, None]
-    trace = torch.diagonal(s_inv @ cov, dim1=1, dim2=2).sum(-1)
-    maha = (diff.transpose(1, 2) @ s_inv @ diff)[:, 0, 0]
-    logdet_s = 2.0 * torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(-1)
-    logdet_c = torch.linalg.slogdet(cov)[1]
-    return (0.5 * (trace + maha - c + logdet_s - logdet_c)).mean()
+    xy = torch.cdist(particles, codes).mean(dim=(1, 2))
+    yy = torch.cdist(particles, particles).mean(dim=(1, 2))
+    xx = torch.cdist(codes, codes).mean(dim=(1, 2))
+    return ((2 * xy - yy - xx) / xx.clamp_min(1e-8)).mean()
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -8,10 +8,11 @@
     combination). Each head returns ``(code mean, extra)`` so other priors can plug in.
 :class:`HyperDecoder`
     From any code, every parameter of one AE architecture (an :class:`~evosim.train.AESpec`),
-    plus the Gaussian distribution of that AE's codes on its species' region (used to
-    generate instances). Parameters are ``theta = theta0 + MLP(z)``: ``theta0`` is a working
-    AE of the architecture (the bank's medoid member of it, when there is one), so the
-    network only learns how species differ from it; the last layer starts at zero, so
+    plus the law of that AE's codes on its species' region, as ``K`` particles whose kernel
+    density :meth:`~evosim.meta.MetaResult.generate` samples. Parameters are
+    ``theta = theta0 + MLP(z)``: ``theta0`` is a working AE of the architecture (the
+    bank's medoid member of it, when there is one), so the network only learns how
+    species differ from it; the last layer starts at zero, so
     before training every code decodes to ``theta0``. One decoder for all species (Ha,
     Dai & Le 2017, *HyperNetworks*; as a decoder of a model population, Schuerholt et al.
     2022, *Hyper-representations as generative models*).
@@ -27,9 +28,19 @@ from torch import nn
 
 from evosim.train.spec import AESpec
 
-__all__ = ["Encoder", "HyperDecoder", "linear", "PRIORS"]
+__all__ = [
+    "LAW_PARTICLES",
+    "PRIORS",
+    "Encoder",
+    "HyperDecoder",
+    "linear",
+    "particle_bandwidth",
+    "particle_sample",
+]
 
 PRIORS = ("none", "variational", "archetypal")
+#: Particles of a decoded AE's code law.
+LAW_PARTICLES = 32
 
 
 def linear(n_in: int, n_out: int, gen: torch.Generator, *, zero: bool = False) -> nn.Linear:
@@ -131,7 +142,6 @@ class HyperDecoder(nn.Module):
         spec: AESpec,
         theta0: dict[str, torch.Tensor],
         gen: torch.Generator,
-        scale: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -141,17 +151,16 @@ class HyperDecoder(nn.Module):
         flat = torch.cat([theta0[k].reshape(-1).float() for k in self.shapes])
         self.register_buffer("theta0", flat)
         self.n_params = int(flat.numel())
-        # per-parameter output scale: how much each parameter varies between species' AEs
-        self.register_buffer(
-            "scale", torch.ones_like(flat) if scale is None else scale.reshape(-1).float()
-        )
         self.code_dim = spec.latent
-        n_law = self.code_dim + self.code_dim * (self.code_dim + 1) // 2
+        n_law = LAW_PARTICLES * self.code_dim
         self.body = _mlp([latent, *hidden], gen) if hidden else nn.ModuleList()
         width = hidden[-1] if hidden else latent
         self.params_out = linear(width, self.n_params, gen, zero=True)
         self.law_out = linear(width, n_law, gen, zero=True)
-        self.register_buffer("tril", torch.tril_indices(self.code_dim, self.code_dim))
+        # particles start as a standard-normal cloud (not all at one point)
+        with torch.no_grad():
+            start = torch.randn(LAW_PARTICLES, self.code_dim, generator=gen)
+            self.law_out.bias.copy_(start.reshape(-1))
 
     @staticmethod
     def unflatten_theta(flat: torch.Tensor, spec: AESpec) -> dict[str, torch.Tensor]:
@@ -171,9 +180,12 @@ class HyperDecoder(nn.Module):
             h = F.elu(layer(h))
         return h
 
+    def _flat(self, h: torch.Tensor) -> torch.Tensor:
+        return self.theta0 + self.params_out(h)
+
     def flat(self, z: torch.Tensor) -> torch.Tensor:
         """``[n, n_params]`` flattened parameters (in ``spec.param_shapes()`` order)."""
-        return self.theta0 + self.scale * self.params_out(self._hidden(z))
+        return self._flat(self._hidden(z))
 
     def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """Stacked parameters ``{name: [n, *shape]}`` of the AEs decoded from ``z``."""
@@ -187,26 +199,34 @@ class HyperDecoder(nn.Module):
             start += size
         return out
 
-    def decode_all(
-        self, z: torch.Tensor
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        """Parameters, and the code law: mean ``[n, c]`` and Cholesky factor ``[n, c, c]``."""
+    def decode_all(self, z: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Parameters, and the code law's particles ``[n, K, c]``."""
         h = self._hidden(z)
-        params = self.unflatten(self.theta0 + self.scale * self.params_out(h))
-        mean, chol = self._law(self.law_out(h))
-        return params, mean, chol
+        return self.unflatten(self._flat(h)), self._law(h)
 
-    def code_law(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean ``[n, c]`` and lower Cholesky factor ``[n, c, c]`` of the decoded AEs' codes."""
-        return self._law(self.law_out(self._hidden(z)))
+    def code_law(self, z: torch.Tensor) -> torch.Tensor:
+        """Particles ``[n, K, c]`` of the decoded AEs' code law (see :func:`particle_sample`)."""
+        return self._law(self._hidden(z))
 
-    def _law(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        c = self.code_dim
-        mean = out[:, :c]
-        entries = out[:, c:]
-        chol = out.new_zeros(out.shape[0], c, c)
-        chol[:, self.tril[0], self.tril[1]] = entries
-        diag = torch.diagonal(chol, dim1=1, dim2=2)
-        # the diagonal is positive (softplus of the raw value, 1 at a raw value of 0.54)
-        chol = chol - torch.diag_embed(diag) + torch.diag_embed(F.softplus(diag + 0.5413) + 1e-4)
-        return mean, chol
+    def _law(self, h: torch.Tensor) -> torch.Tensor:
+        return self.law_out(h).reshape(h.shape[0], LAW_PARTICLES, self.code_dim)
+
+
+def particle_bandwidth(particles: torch.Tensor) -> torch.Tensor:
+    """``[n]`` kernel bandwidth of each particle set: half the median nearest-neighbour distance."""
+    d = torch.cdist(particles, particles)
+    inf = torch.full(d.shape[:2], float("inf"), dtype=d.dtype, device=d.device)
+    d = d + torch.diag_embed(inf).nan_to_num(posinf=float("inf"))
+    return 0.5 * d.min(dim=2).values.median(dim=1).values
+
+
+def particle_sample(particles: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+    """``[m, n, c]`` codes drawn from the kernel density of each particle set ``[m, K, c]``.
+
+    A uniformly chosen particle plus Gaussian noise of :func:`particle_bandwidth`.
+    """
+    m, k, c = particles.shape
+    pick = torch.randint(0, k, (m, n), generator=gen)
+    base = particles.gather(1, pick[..., None].expand(m, n, c))
+    eps = torch.randn(m, n, c, generator=gen, dtype=particles.dtype)
+    return base + particle_bandwidth(particles)[:, None, None] * eps
