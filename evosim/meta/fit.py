@@ -120,6 +120,7 @@ class Problem:
     rep_mean: torch.Tensor | None = None  # [F] its standardisation
     rep_scale: torch.Tensor | None = None  # [F]
     frame: Frame | None = None
+    law_codes: torch.Tensor | None = None  # [N, c] theta0's codes of the probes
 
     @property
     def n_members(self) -> int:
@@ -249,7 +250,9 @@ def train_mae(
     encoder = Encoder(
         prob.coords.shape[1], list(config.hidden), latent, config.prior, config.archetypes, gen
     )
-    decoder = HyperDecoder(latent, list(config.decoder_hidden), prob.spec, prob.theta0, gen)
+    decoder = HyperDecoder(
+        latent, list(config.decoder_hidden), prob.spec, prob.theta0, gen, prob.law_codes
+    )
     encoder_init = copy.deepcopy(encoder.state_dict())
     encoder.to(device)
     decoder.to(device)
@@ -432,6 +435,9 @@ def fit_meta_autoencoder(
             rep_mean=torch.as_tensor(rep.mean).to(device),
             rep_scale=torch.as_tensor(rep.scale).to(device),
             frame=frame.to(device),
+            law_codes=ae_model.encode(
+                {k: v[None] for k, v in theta0.items()}, spec, torch.as_tensor(probes)
+            )[0].detach(),
         )
         info: dict[str, Any] = {
             "seed": seed,

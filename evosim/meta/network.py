@@ -142,6 +142,7 @@ class HyperDecoder(nn.Module):
         spec: AESpec,
         theta0: dict[str, torch.Tensor],
         gen: torch.Generator,
+        law_codes: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -157,9 +158,20 @@ class HyperDecoder(nn.Module):
         width = hidden[-1] if hidden else latent
         self.params_out = linear(width, self.n_params, gen, zero=True)
         self.law_out = linear(width, n_law, gen, zero=True)
-        # particles start as a standard-normal cloud (not all at one point)
+        # Particles live in the units of theta0's own codes (law_codes [N, c]: its codes of
+        # some inputs), so that Adam's steps, about one unit of the output, are a fraction
+        # of the codes' spread whatever the AE's code scale; they start at K of those codes.
+        loc, scale = torch.zeros(self.code_dim), torch.ones(self.code_dim)
+        start = torch.randn(LAW_PARTICLES, self.code_dim, generator=gen)
+        if law_codes is not None and len(law_codes) >= 2:
+            law_codes = law_codes.float()
+            loc = law_codes.mean(0)
+            scale = law_codes.std(0).clamp_min(1e-6)
+            pick = torch.randint(0, len(law_codes), (LAW_PARTICLES,), generator=gen)
+            start = (law_codes[pick] - loc) / scale
+        self.register_buffer("law_loc", loc)
+        self.register_buffer("law_scale", scale)
         with torch.no_grad():
-            start = torch.randn(LAW_PARTICLES, self.code_dim, generator=gen)
             self.law_out.bias.copy_(start.reshape(-1))
 
     @staticmethod
@@ -209,7 +221,8 @@ class HyperDecoder(nn.Module):
         return self._law(self._hidden(z))
 
     def _law(self, h: torch.Tensor) -> torch.Tensor:
-        return self.law_out(h).reshape(h.shape[0], LAW_PARTICLES, self.code_dim)
+        out = self.law_out(h).reshape(h.shape[0], LAW_PARTICLES, self.code_dim)
+        return self.law_loc + self.law_scale * out
 
 
 def particle_bandwidth(particles: torch.Tensor) -> torch.Tensor:
