@@ -629,7 +629,7 @@ def plot_ae_losses(
 def plot_mae_training(
     losses: Mapping[str, Any], path: str | Path, *, title: str = "MAE training"
 ) -> Path:
-    """The MAE's representation reconstruction loss against step (train; held-out if any).
+    """The MAE's training loss against step (train; held-out if any).
 
     ``losses``: ``step``/``train`` and optionally ``val_step``/``val`` (the early-stopping
     run on held-out replicates).
@@ -649,7 +649,7 @@ def plot_mae_training(
         )
     ax.set_yscale("log")
     ax.set_xlabel("step")
-    ax.set_ylabel("MSE (standardised representation)")
+    ax.set_ylabel("behaviour loss (units of each AE's own error)")
     ax.set_title(title)
     ax.legend(fontsize=8, frameon=False)
     fig.tight_layout()

@@ -216,8 +216,9 @@ class MetaConfig(_Section):
     steps: int = Field(
         600,
         ge=1,
-        description="training steps, each a minibatch of at most 64 members; larger banks "
-        "take proportionally more (every member is visited about this many times)",
+        description="passes over the members (a step is a minibatch of at most 64 members); "
+        "above 256 members the passes shrink as 256 / members (at least 100), so fitting "
+        "time grows in proportion to the members",
     )
     hidden: list[int] = Field(
         default_factory=lambda: [128], description="hidden widths of the MAE's encoder"

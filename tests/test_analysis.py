@@ -161,7 +161,7 @@ def tiny_scenario(seed: int = 3) -> Scenario:
             hidden=[16], latent=2, steps=150, batch_size=32, device="cpu", replicates=2
         ),
         meta=MetaConfig(steps=150, probes=32, device="cpu", latent=4),
-        analysis=AnalysisConfig(mantel_permutations=99, random_trees=10),
+        analysis=AnalysisConfig(mantel_permutations=99, random_trees=10, generative_folds=2),
     )
 
 
@@ -212,7 +212,7 @@ def test_analyse_end_to_end_and_files(tiny, tmp_path):
     (tmp_path / "true_tree.nwk").write_text(sim.extant_tree().to_newick())
     for png in (tmp_path / "figures").glob("*.png"):
         png.unlink()
-    assert len(plot_report(tmp_path)) == 5
+    assert len(plot_report(tmp_path)) == 6  # the five above and generative.png
 
 
 def test_no_leak_relabelling_truth_changes_scores_not_latents(tiny):
@@ -226,11 +226,18 @@ def test_no_leak_relabelling_truth_changes_scores_not_latents(tiny):
         torch.testing.assert_close(bank2.params[k], bank.params[k], rtol=0, atol=0)
     meta2 = fit_meta_autoencoder(bank2, sc.meta, seed=sc.seed, progress=False)
     np.testing.assert_array_equal(meta2.latents, meta.latents)
+    # the decoder too: the same AEs decoded from the same codes, the same generated instances
+    for k, v in meta.decode_params(meta.latents).items():
+        torch.testing.assert_close(meta2.decode_params(meta.latents)[k], v, rtol=0, atol=0)
+    np.testing.assert_array_equal(meta2.generate(meta.latents, 8), meta.generate(meta.latents, 8))
     a = analyse(sim, bank, meta, sc.analysis, seed=sc.seed)
     b = analyse(fake, bank2, meta2, sc.analysis, seed=sc.seed)
     assert a.inferred_tree.to_newick() == b.inferred_tree.to_newick()
     assert a.metrics != b.metrics
     assert a.baselines["data_mean"] != b.baselines["data_mean"]
+    # generative scores: what reads only the AEs and data agrees, what reads the tree does not
+    assert a.generative["fidelity"] == b.generative["fidelity"]
+    assert a.generative["ancestors"] != b.generative["ancestors"]
 
 
 def test_bad_input(tiny):

@@ -67,6 +67,9 @@ BATCH = 64
 #: Region inputs and probes per member and step.
 POINTS = 48
 PROBES_PER_STEP = 32
+#: Banks of up to this many members get ``meta.steps`` passes; larger ones fewer (:func:`passes`).
+FULL_PASSES_UP_TO = 256
+MIN_PASSES = 100
 #: Members per step whose decoded AEs are re-encoded (the cycle-consistency term).
 CYCLE_MEMBERS = 8
 #: Folds over species for ``latent: auto``.
@@ -271,7 +274,7 @@ def train_mae(
         len(np.unique(groups[train_idx]))
         / max(1, int(round(BATCH * len(np.unique(groups[train_idx])) / len(train_idx))))
     )
-    steps = config.steps * n_batches
+    steps = passes(config.steps, len(train_idx)) * n_batches
     # constant, then a cosine decay to 5% over the second half: Adam's steps at a constant
     # rate leave the fit at a noise floor that a decaying rate gets below
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -340,6 +343,19 @@ def train_mae(
     encoder.eval()
     decoder.eval()
     return encoder.cpu(), decoder.cpu(), encoder_init, {k: np.asarray(v) for k, v in curve.items()}
+
+
+def passes(steps: int, members: int) -> int:
+    """Passes over the members for ``meta.steps`` on a bank of ``members`` members.
+
+    ``steps`` passes up to :data:`FULL_PASSES_UP_TO` members; beyond, the decoder is shared,
+    so every step already teaches it about many species, and the passes shrink in
+    proportion (never below :data:`MIN_PASSES`, nor above ``steps``): fitting time grows
+    with the number of members, not faster.
+    """
+    if members <= FULL_PASSES_UP_TO:
+        return steps
+    return max(min(steps, MIN_PASSES), int(round(steps * FULL_PASSES_UP_TO / members)))
 
 
 def _species_folds(groups: np.ndarray, seed: int, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
