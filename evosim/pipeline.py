@@ -500,6 +500,8 @@ def draw_figures(report: Any, fig_dir: str | Path) -> list[Path]:
         paths.append(plot.plot_ae_losses(report.ae_losses, fig_dir / "ae_losses.png"))
     if report.mae_losses:
         paths.append(plot.plot_mae_training(report.mae_losses, fig_dir / "mae_training.png"))
+    if report.generative_figures:
+        paths += plot.plot_generative_figures(report.generative_figures, fig_dir)
     if report.identification:
         from evosim.analysis.identification import draw_identification
 

@@ -23,6 +23,7 @@ __all__ = [
     "AnalysisConfig",
     "AutoencoderConfig",
     "BASELINE_NAMES",
+    "DecodeArchitecture",
     "MetaConfig",
     "PopulationConfig",
     "Scenario",
@@ -324,6 +325,28 @@ class AutoencoderConfig(_Section):
         return self
 
 
+class DecodeArchitecture(_Section):
+    """An AE architecture for the MAE's decoded AEs (``meta.decode_architecture``)."""
+
+    hidden: list[int] = Field(
+        default_factory=lambda: [64], description="encoder hidden widths; the decoder mirrors them"
+    )
+    latent: int = Field(2, ge=1, description="code size of the decoded AEs")
+    activation: Literal["relu", "tanh", "elu", "gelu", "softplus", "sigmoid"] = Field(
+        "elu", description="hidden-layer activation"
+    )
+    variant: Literal["plain", "denoising", "sparse", "contractive", "variational"] = Field(
+        "plain", description="AE variant (only variational changes the parameter shapes)"
+    )
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive_widths(cls, v: list[int]) -> list[int]:
+        if any(w < 1 for w in v):
+            raise ValueError(f"every width must be >= 1, got {v}")
+        return v
+
+
 class MetaConfig(_Section):
     """The meta-autoencoder over the trained AEs (``meta:``)."""
 
@@ -336,28 +359,55 @@ class MetaConfig(_Section):
         "block", description="scale each block of features together, or z-score each feature"
     )
     latent: int | Literal["auto"] = Field(
-        16, description="MAE code size, or auto (chosen by held-out reconstruction)"
+        16, description="MAE code size, or auto (chosen by the decoding of held-out species)"
     )
     prior: Literal["none", "variational", "archetypal"] = Field(
         "none", description="prior on the code: none, a Gaussian (variational) or archetypes"
     )
-    steps: int = Field(1000, ge=1, description="MAE training steps")
+    steps: int = Field(
+        600,
+        ge=1,
+        description="passes over the members (a step is a minibatch of at most 64 members); "
+        "above 256 members the passes shrink as 256 / members (at least 100), so fitting "
+        "time grows in proportion to the members",
+    )
     hidden: list[int] = Field(
-        default_factory=lambda: [128], description="MAE encoder hidden widths"
+        default_factory=lambda: [128], description="hidden widths of the MAE's encoder"
+    )
+    decoder_hidden: list[int] = Field(
+        default_factory=lambda: [64],
+        description="hidden widths of the hypernetwork that writes a decoded AE's parameters",
+    )
+    decode_architecture: DecodeArchitecture | None = Field(
+        None,
+        description="architecture of decoded AEs; default: the one most species have",
     )
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate")
     weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
     kl_weight: float = Field(1e-3, ge=0, description="variational prior: weight of the KL term")
-    functional_weight: float = Field(
-        0.0,
+    code_noise: float = Field(
+        0.1,
         ge=0,
-        description="raw/aligned: weight of matching the decoded AE's outputs on the probes",
+        description="sd of noise added to codes in training, relative to the codes' spread: "
+        "the decoder must work around each species' code, not only at it",
+    )
+    probe_weight: float = Field(
+        0.25, ge=0, description="weight of the shared probes in the behaviour loss"
+    )
+    law_weight: float = Field(
+        0.1, ge=0, description="weight of the decoded AEs' code-law term (used by generate)"
+    )
+    cycle_weight: float = Field(
+        10.0,
+        ge=0,
+        description="weight of encode-decode-re-encode consistency: the AE decoded from a "
+        "code must be encoded back to it (functional and raw representations)",
     )
     contrastive_weight: float = Field(
         0.0, ge=0, description="weight of the contrastive loss pulling replicates together"
     )
     distance_weight: float = Field(
-        1.0, ge=0, description="keep pairwise distances of the codes like the representation's"
+        0.0, ge=0, description="keep pairwise distances of the codes like the representation's"
     )
     probes: int = Field(256, ge=1, description="shared probe inputs (functional)")
     off_manifold_fraction: float = Field(
@@ -398,6 +448,17 @@ class AnalysisConfig(_Section):
         "CUDA when present (--device overrides)",
     )
 
+    generative: bool = Field(
+        True,
+        description="score the MAE's decoder: decoded-AE fidelity, trait recovery, "
+        "interpolated ancestors (and a latent line for circles)",
+    )
+    generative_folds: int = Field(
+        4,
+        ge=0,
+        description="folds over species for decoding species held out of the MAE's fit "
+        "(the MAE is refitted once per fold; below 2 skips it)",
+    )
     identification: bool | Literal["auto"] = Field(
         "auto",
         description="score the AE bank as a species identifier (accuracy, novelty, features); "
@@ -460,16 +521,6 @@ class Scenario(_Section):
     analysis: AnalysisConfig = Field(
         default_factory=AnalysisConfig, description="inferred tree, scores and baselines"
     )
-
-    @model_validator(mode="after")
-    def _check_sections(self) -> Scenario:
-        if self.autoencoder.variant == "concrete" and self.meta.functional_weight > 0:
-            raise _FieldError(
-                "meta.functional_weight",
-                "the MAE's functional loss runs MLP encoders only; "
-                "set it to 0 with autoencoder.variant concrete",
-            )
-        return self
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved scenario as plain data (every default filled in)."""

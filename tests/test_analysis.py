@@ -163,7 +163,7 @@ def tiny_scenario(seed: int = 3) -> Scenario:
             hidden=[16], latent=2, steps=150, batch_size=32, device="cpu", replicates=2
         ),
         meta=MetaConfig(steps=150, probes=32, device="cpu", latent=4),
-        analysis=AnalysisConfig(mantel_permutations=99, random_trees=10),
+        analysis=AnalysisConfig(mantel_permutations=99, random_trees=10, generative_folds=2),
     )
 
 
@@ -219,11 +219,12 @@ def test_analyse_end_to_end_and_files(tiny, tmp_path):
     back = Report.from_run_dir(tmp_path)
     assert back.species == report.species and back.metrics == data["mae"]
     assert bool(back.identification) == bool(report.identification)
+    assert back.generative == data["generative"]
     np.testing.assert_allclose(back.latents, report.latents, rtol=1e-7)
     np.testing.assert_array_equal(back.latent_distances, report.latent_distances)
     paths = draw_figures(back, tmp_path / "figures")
-    # five figures, and two more from the species-identification section when it ran
-    assert len(paths) == 5 + (2 if report.identification else 0)
+    # five figures, generative.png, and two more from species identification when it ran
+    assert len(paths) == 6 + (2 if report.identification else 0)
     for png in paths:
         assert png.suffix == ".png" and png.with_suffix(".svg").stat().st_size > 0
 
@@ -285,11 +286,18 @@ def test_no_leak_relabelling_truth_changes_scores_not_latents(tiny):
         torch.testing.assert_close(bank2.params[k], bank.params[k], rtol=0, atol=0)
     meta2 = fit_meta_autoencoder(bank2, sc.meta, seed=sc.seed, progress=False)
     np.testing.assert_array_equal(meta2.latents, meta.latents)
+    # the decoder too: the same AEs decoded from the same codes, the same generated instances
+    for k, v in meta.decode_params(meta.latents).items():
+        torch.testing.assert_close(meta2.decode_params(meta.latents)[k], v, rtol=0, atol=0)
+    np.testing.assert_array_equal(meta2.generate(meta.latents, 8), meta.generate(meta.latents, 8))
     a = analyse(sim, bank, meta, sc.analysis, seed=sc.seed)
     b = analyse(fake, bank2, meta2, sc.analysis, seed=sc.seed)
     assert a.inferred_tree.to_newick() == b.inferred_tree.to_newick()
     assert a.metrics != b.metrics
     assert a.baselines["data_mean"] != b.baselines["data_mean"]
+    # generative scores: what reads only the AEs and data agrees, what reads the tree does not
+    assert a.generative["fidelity"] == b.generative["fidelity"]
+    assert a.generative["ancestors"] != b.generative["ancestors"]
 
 
 def test_bad_input(tiny):

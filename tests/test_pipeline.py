@@ -218,17 +218,6 @@ def _readme_api() -> list[str]:
     return lines[: end + 1]
 
 
-def _meta_seed_default_is_hidden_zero() -> bool:
-    from evosim.meta import fit_meta_autoencoder
-
-    return inspect.signature(fit_meta_autoencoder).parameters["seed"].default == 0
-
-
-@pytest.mark.xfail(
-    _meta_seed_default_is_hidden_zero(),
-    reason="fit_meta_autoencoder's seed defaults to 0, not the bank's seed (fixed in evosim.meta)",
-    strict=True,
-)
 def test_readme_python_api_reproduces_evosim_run(tiny_run, tmp_path):
     out, _ = tiny_run
     path = tmp_path / "tiny.yaml"

@@ -320,11 +320,6 @@ def test_new_variants_learn_and_round_trip(tmp_path, variant):
     np.testing.assert_array_equal(back.reconstruct(x[0], "s1"), bank.reconstruct(x[0], "s1"))
 
 
-def test_concrete_refuses_the_mae_functional_loss():
-    with pytest.raises(ScenarioError, match="meta.functional_weight"):
-        parse_scenario("autoencoder: {variant: concrete}\nmeta: {functional_weight: 1.0}")
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(
     shutil.which("c++") is None and shutil.which("g++") is None,

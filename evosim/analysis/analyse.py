@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from evosim.analysis.baselines import BASELINES, baseline_distances
+from evosim.analysis.baselines import BASELINES, baseline_distances, not_applicable
 from evosim.analysis.identification import identification_for_analysis
 from evosim.analysis.metrics import euclidean, patristic, score_distances
 from evosim.analysis.random_trees import random_tree_scores
@@ -95,7 +95,8 @@ def analyse(
         raise ScenarioError(
             f"analysis.baselines: unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)}"
         )
-    scored = [n for n in names if n != "random"]
+    skipped = {name: why for name in names if (why := not_applicable(name, bank)) is not None}
+    scored = [n for n in names if n != "random" and n not in skipped]
     bar = tqdm(
         total=2 * len(scored) + 1 + ("random" in names),
         desc="analysis",
@@ -137,6 +138,9 @@ def analyse(
     baselines: dict[str, dict[str, float | None]] = {}
     trees = {}
     for name in names:
+        if name in skipped:
+            baselines[name] = {"not_applicable": skipped[name]}
+            continue
         if name == "random":
             baselines[name] = random_tree_scores(
                 true_tree,
@@ -162,6 +166,15 @@ def analyse(
         )
         step(f"{name} tree")
     bar.close()
+
+    generative: dict[str, Any] = {}
+    generative_figures: dict[str, Any] = {}
+    if config.generative:
+        from evosim.analysis.generative import generative_scores
+
+        generative, generative_figures = generative_scores(
+            sim, bank, meta, distances=distances, folds=config.generative_folds, seed=seed
+        )
 
     support: dict[str, float] = {}
     summary: dict[str, float] = {}
@@ -215,6 +228,8 @@ def analyse(
         baseline_trees=trees,
         devices={"analysis": str(dev)},
         seed=seed,
+        generative=generative,
+        generative_figures=generative_figures,
     )
     report.identification = identification_for_analysis(sim, bank, config, seed=seed, device=dev)
     log.info("analysis: %d methods scored in %.1f s", len(names) + 1, time.perf_counter() - t0)

@@ -31,7 +31,13 @@ import torch
 from evosim.analysis.metrics import euclidean
 from evosim.meta.representation import flatten_params, make_probes, represent
 
-__all__ = ["BASELINES", "baseline_distances", "energy_distances", "weight_statistics"]
+__all__ = [
+    "BASELINES",
+    "baseline_distances",
+    "energy_distances",
+    "not_applicable",
+    "weight_statistics",
+]
 
 BASELINES = (
     "traits",
@@ -44,6 +50,9 @@ BASELINES = (
     "untrained_mae",
     "random",
 )
+
+#: Baselines that read AE weights directly: they need every species to share one architecture.
+WEIGHT_BASELINES = ("raw_weights", "weight_stats")
 
 #: Budget for the energy distance: S^2 n^2 pairwise distances at most (n instances per species).
 ENERGY_BUDGET = 3e8
@@ -126,6 +135,13 @@ def _pca_scores(x: np.ndarray, k: int) -> np.ndarray:
     u, s, _ = np.linalg.svd(xc, full_matrices=False)
     k = min(k, len(s))
     return u[:, :k] * s[:k]
+
+
+def not_applicable(name: str, bank: Any) -> str | None:
+    """Why baseline ``name`` cannot apply to ``bank`` (one line), or None if it can."""
+    if name in WEIGHT_BASELINES and getattr(bank, "is_mixed", False):
+        return "reads AE weights, and the species' AEs have different architectures"
+    return None
 
 
 def baseline_distances(

@@ -263,6 +263,8 @@ class Report:
     provenance: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
     identification: dict[str, Any] = field(default_factory=dict)
+    generative: dict[str, Any] = field(default_factory=dict)
+    generative_figures: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ text
 
@@ -369,6 +371,10 @@ class Report:
             ]
         if self.identification:
             lines += [identification_markdown(self.identification)]
+        if self.generative:
+            from evosim.analysis.generative import generative_markdown
+
+            lines += generative_markdown(self.generative)
         if self.timings:
             lines += ["## Stage timings", "", "| stage | seconds |", "|---|---:|"]
             lines += [f"| {k} | {v:.2f} |" for k, v in self.timings.items()]
@@ -404,6 +410,8 @@ class Report:
             out["noise_floor"] = self.noise_floor
         if self.identification:
             out["identification"] = identification_summary(self.identification)
+        if self.generative:
+            out["generative"] = self.generative
         # Wall times live in report.md and provenance.json, not here.
         out["meta"] = {
             k: v
@@ -481,6 +489,12 @@ class Report:
             written.append(
                 runio.write_json(out / "identification.json", _json_safe(self.identification))
             )
+        if self.generative_figures:
+            from evosim.analysis.generative import figure_data_json
+
+            written.append(
+                runio.write_json(out / "generative.json", figure_data_json(self.generative_figures))
+            )
         written.append(runio.write_text(out / "report.md", self.markdown()))
         return written
 
@@ -553,6 +567,10 @@ class Report:
             seed=scenario.seed,
             identification=runio.read_json(run / "identification.json")
             if (run / "identification.json").exists()
+            else {},
+            generative=metrics.get("generative", {}),
+            generative_figures=runio.read_json(run / "generative.json")
+            if (run / "generative.json").exists()
             else {},
         )
 

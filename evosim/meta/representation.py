@@ -35,9 +35,11 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from evosim.errors import ScenarioError
 from evosim.seeding import rng as make_rng
 
 __all__ = [
+    "Frame",
     "Kind",
     "RepresentationMap",
     "align_params",
@@ -234,36 +236,59 @@ def make_probes(bank: Any, n: int, off_manifold_fraction: float, seed: int) -> n
     return np.concatenate([on, off], axis=0).astype(np.float32)
 
 
-def whitened_code_distances(codes: np.ndarray, n_pairs_probes: int = CODE_PROBES) -> np.ndarray:
+def whitened_code_distances(
+    codes: np.ndarray | torch.Tensor, n_pairs_probes: int = CODE_PROBES
+) -> np.ndarray | torch.Tensor:
     """Probe-probe distances of whitened codes: ``[M, P, k] -> [M, P_c (P_c - 1) / 2]``.
 
-    Whitening uses each member's own code covariance over all ``P`` probes (with a
-    ridge of ``1e-6`` times its trace, so a collapsed code stays finite); distances are
-    among the first ``P_c = min(P, n_pairs_probes)`` probes. Invariant to any invertible
-    affine map of each member's code (see the module docstring).
+    The distance between probes i and j is the Mahalanobis distance of their codes under
+    the member's own code covariance over all ``P`` probes (a ridge of ``1e-6`` times its
+    mean variance keeps a collapsed code finite), divided by ``sqrt(k)`` so that codes of
+    different sizes give distances on one scale; distances are among the first
+    ``P_c = min(P, n_pairs_probes)`` probes. Invariant to any invertible affine map of each
+    member's code (see the module docstring). A tensor in gives a differentiable tensor
+    out (in its dtype); NumPy in gives float32 NumPy out (computed in float64).
     """
-    z = torch.as_tensor(codes, dtype=torch.float64)
+    as_numpy = not isinstance(codes, torch.Tensor)
+    z = torch.as_tensor(codes, dtype=torch.float64) if as_numpy else codes
     z = z - z.mean(dim=1, keepdim=True)
     m, p, k = z.shape
     cov = z.transpose(1, 2) @ z / p
     ridge = 1e-6 * torch.diagonal(cov, dim1=1, dim2=2).sum(-1).clamp_min(1e-12) / k
-    cov = cov + ridge[:, None, None] * torch.eye(k, dtype=z.dtype)
-    vals, vecs = torch.linalg.eigh(cov)
-    inv_root = vecs @ torch.diag_embed(vals.clamp_min(1e-12).rsqrt()) @ vecs.transpose(1, 2)
-    zw = (z @ inv_root)[:, : min(p, n_pairs_probes)]
-    d = torch.cdist(zw, zw)
-    iu = torch.triu_indices(d.shape[1], d.shape[1], offset=1)
-    return d[:, iu[0], iu[1]].numpy().astype(np.float32)
+    cov = cov + ridge[:, None, None] * torch.eye(k, dtype=z.dtype, device=z.device)
+    chol = torch.linalg.cholesky(cov)
+    pc = min(p, n_pairs_probes)
+    # rows of L^{-1} z_i: Euclidean distances between them are the Mahalanobis distances
+    w = torch.linalg.solve_triangular(chol, z[:, :pc].transpose(1, 2), upper=False)
+    w = w.transpose(1, 2)
+    iu = torch.triu_indices(pc, pc, offset=1, device=z.device)
+    diff = w[:, iu[0]] - w[:, iu[1]]
+    d = diff.pow(2).sum(-1).add(1e-12).sqrt() / np.sqrt(k)
+    if as_numpy:
+        return d.numpy().astype(np.float32)
+    return d
 
 
 def functional_features(bank: Any, probes: np.ndarray) -> np.ndarray:
-    """``[M, P*D + P_c(P_c-1)/2]``: reconstructions of the probes, then whitened code distances."""
+    """``[M, P*D + P_c(P_c-1)/2]``: reconstructions of the probes, then whitened code distances.
+
+    ``bank`` may be an :class:`~evosim.train.AEBank` or an :class:`~evosim.train.AEBankSet`
+    of several architectures: both blocks are defined whatever a member's architecture
+    (code distances are normalised by the code size, see :func:`whitened_code_distances`).
+    """
     recon = _numpy(bank.reconstruct_all(probes)).astype(np.float32)
-    codes = _numpy(bank.encode_all(probes)).astype(np.float64)
     m = recon.shape[0]
-    return np.concatenate([recon.reshape(m, -1), whitened_code_distances(codes)], axis=1).astype(
-        np.float32
-    )
+    dist = np.empty((m, _n_pairs(len(probes))), dtype=np.float32)
+    for g, group in enumerate(bank.groups):
+        members = np.asarray(bank.group_members(g))
+        codes = _numpy(group.encode_all(probes)).astype(np.float64)
+        dist[members] = whitened_code_distances(codes)
+    return np.concatenate([recon.reshape(m, -1), dist], axis=1).astype(np.float32)
+
+
+def _n_pairs(p: int) -> int:
+    pc = min(p, CODE_PROBES)
+    return pc * (pc - 1) // 2
 
 
 # ---------------------------------------------------------------------------- the fitted map
@@ -343,7 +368,16 @@ class RepresentationMap:
         """:meth:`fit`, also returning the standardised coordinates ``[M, F]`` of the bank."""
         if kind not in KINDS:
             raise ValueError(f"representation must be one of {KINDS}, got {kind!r}")
-        shapes = {k: tuple(_numpy(v).shape[1:]) for k, v in bank.params.items()}
+        if kind != "functional" and getattr(bank, "is_mixed", False):
+            raise ScenarioError(
+                f"meta.representation: {kind} reads weights, which need every species to share "
+                "one AE architecture; this world has several (use functional)"
+            )
+        shapes = (
+            {k: tuple(_numpy(v).shape[1:]) for k, v in bank.params.items()}
+            if hasattr(bank, "params")
+            else {}
+        )
         rep = cls(kind=kind, shapes=shapes, mean=np.zeros(0), scale=np.zeros(0), seed=seed)
         if kind == "aligned":
             flat = flatten_params(bank.params)
@@ -413,25 +447,87 @@ class RepresentationMap:
         return unflatten_params(self.inverse(x), self.shapes)
 
     def state(self) -> dict[str, Any]:
-        """Plain data for saving (see :meth:`from_state`)."""
+        """Tensors and plain data for saving (``weights_only``-loadable; see :meth:`from_state`)."""
+
+        def t(x: Any) -> torch.Tensor | None:
+            return None if x is None else torch.as_tensor(np.asarray(x))
+
         return {
             "kind": self.kind,
             "shapes": {k: list(v) for k, v in self.shapes.items()},
-            "mean": self.mean,
-            "scale": self.scale,
-            "probes": self.probes,
-            "reference": self.reference,
+            "mean": t(self.mean),
+            "scale": t(self.scale),
+            "probes": t(self.probes),
+            "reference": None
+            if self.reference is None
+            else {k: t(v) for k, v in self.reference.items()},
             "reference_index": self.reference_index,
-            "seed": self.seed,
-            "n_recon_features": self.n_recon_features,
+            "seed": int(self.seed),
+            "n_recon_features": int(self.n_recon_features),
             "standardize": self.standardize,
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> RepresentationMap:
+        """Inverse of :meth:`state`."""
+
+        def a(x: Any) -> np.ndarray | None:
+            return None if x is None else _numpy(x).copy()
+
         s = dict(state)
         s["shapes"] = {k: tuple(v) for k, v in s["shapes"].items()}
+        for key in ("mean", "scale", "probes"):
+            s[key] = a(s[key])
+        if s["reference"] is not None:
+            s["reference"] = {k: a(v) for k, v in s["reference"].items()}
         return cls(**s)
+
+
+@dataclass
+class Frame:
+    """Principal-axis coordinates of a representation: ``c = (x - mean) V / scale``.
+
+    The M training representations span at most M - 1 dimensions, so rotating them onto
+    their principal axes loses nothing for them (and projects new ones onto that span),
+    while the encoder's first layer shrinks from F inputs to at most ``max_components``.
+    One global ``scale`` makes the coordinates unit-RMS without changing their geometry.
+    """
+
+    mean: torch.Tensor  # [F]
+    basis: torch.Tensor  # [F, r]
+    scale: float
+
+    @classmethod
+    def fit(cls, x: np.ndarray, *, max_components: int = 256) -> Frame:
+        """The frame of rows ``x [M, F]``."""
+        t = torch.as_tensor(x, dtype=torch.float64)
+        mean = t.mean(dim=0)
+        _, sv, vt = torch.linalg.svd(t - mean, full_matrices=False)
+        keep = int((sv > 1e-6 * sv.max().clamp_min(1e-300)).sum().clamp_min(1))
+        keep = min(keep, max_components)
+        basis = vt[:keep].T
+        coords = (t - mean) @ basis
+        scale = float(coords.pow(2).mean().sqrt().clamp_min(1e-12))
+        return cls(mean.float(), basis.float().contiguous(), scale)
+
+    @property
+    def dim(self) -> int:
+        """r, the number of coordinates."""
+        return int(self.basis.shape[1])
+
+    def to(self, device: torch.device) -> Frame:
+        return Frame(self.mean.to(device), self.basis.to(device), self.scale)
+
+    def coords(self, x: torch.Tensor) -> torch.Tensor:
+        """Coordinates ``[n, r]`` of representations ``[n, F]`` (differentiable)."""
+        return (x - self.mean) @ self.basis / self.scale
+
+    def state(self) -> dict[str, Any]:
+        return {"mean": self.mean.cpu(), "basis": self.basis.cpu(), "scale": float(self.scale)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Frame:
+        return cls(state["mean"].float(), state["basis"].float(), float(state["scale"]))
 
 
 def represent(

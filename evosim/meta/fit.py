@@ -1,0 +1,516 @@
+"""Fitting the meta-autoencoder: :func:`fit_meta_autoencoder`.
+
+One training run (:func:`train_mae`) fits the encoder and the hypernetwork decoder
+together. Each step takes a minibatch of members (whole species, so replicates stay
+together), encodes their representations, perturbs the codes (``code_noise``), decodes
+every parameter of an AE from each code and runs it on the member's region inputs and
+on shared probes (:mod:`evosim.meta.behaviour`). The loss is
+
+* the behaviour loss (:func:`~evosim.meta.losses.behaviour_loss`) on region inputs plus
+  ``probe_weight`` times the same on probes: the decoded AE must do what the member's AE
+  does, in units of the member's own reconstruction error;
+* the KL between the decoded AE's code distribution on the region inputs and the one the
+  decoder predicts (what :meth:`~evosim.meta.MetaResult.generate` samples);
+* optional: the prior's KL (``variational``), ``distance_weight`` times a stress that keeps
+  code distances like representation distances, ``contrastive_weight`` times NT-Xent over
+  replicates.
+
+Regularisation for decoding species the MAE was not fitted on: multiplicative code noise
+(the decoder must work in a neighbourhood of every code, not only at it), AdamW weight
+decay, and a small code (chosen by ``latent: auto`` on held-out species).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from evosim.devices import resolve_device
+from evosim.meta import losses
+from evosim.meta.behaviour import Behaviour, behaviour_targets
+from evosim.meta.network import Encoder, HyperDecoder
+from evosim.meta.representation import (
+    Frame,
+    RepresentationMap,
+    make_probes,
+    medoid,
+    whitened_code_distances,
+)
+from evosim.meta.result import MetaResult, decode_spec
+from evosim.scenario import MetaConfig
+from evosim.seeding import rng as make_rng
+from evosim.seeding import torch_generator
+from evosim.train import model as ae_model
+from evosim.train.model import init_params
+from evosim.train.spec import AESpec
+
+__all__ = ["AUTO_LATENTS", "fit_meta_autoencoder", "train_mae", "resolve_seed"]
+
+log = logging.getLogger(__name__)
+
+#: Candidate code sizes for ``latent: auto``.
+AUTO_LATENTS = (2, 4, 8, 16)
+#: Evaluate the training (and held-out) loss every this many steps.
+EVAL_EVERY = 100
+#: Members per minibatch; banks of up to this many members train full-batch.
+BATCH = 64
+#: Region inputs and probes per member and step.
+POINTS = 48
+PROBES_PER_STEP = 32
+#: Banks of up to this many members get ``meta.steps`` passes; larger ones fewer (:func:`passes`).
+FULL_PASSES_UP_TO = 256
+MIN_PASSES = 100
+#: Members per step whose decoded AEs are re-encoded (the cycle-consistency term).
+CYCLE_MEMBERS = 8
+#: Folds over species for ``latent: auto``.
+FOLDS = 4
+
+
+@contextlib.contextmanager
+def _single_thread(device: torch.device) -> Iterator[None]:
+    """Run the MAE's small products on one CPU thread, then restore the setting.
+
+    The MAE's layers are a few hundred wide; splitting such products across threads costs
+    more than it saves, and on a busy machine the threads' spin-waits made fits ~9x slower.
+    """
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def resolve_seed(bank: Any, seed: int | None) -> int:
+    """``seed``, else the run's seed recorded in the bank, else one drawn now (and logged)."""
+    if seed is not None:
+        return int(seed)
+    info = getattr(bank, "info", None) or {}
+    if info.get("seed") is not None:
+        return int(info["seed"])
+    drawn = secrets.randbelow(2**31)
+    log.info("the bank records no seed; the MAE draws seed %d (stored in its info)", drawn)
+    return drawn
+
+
+# ---------------------------------------------------------------------------- the problem
+
+
+@dataclass
+class Problem:
+    """Everything a training run needs, on the training device."""
+
+    coords: torch.Tensor  # [M, r] the representation's principal-axis coordinates
+    features: torch.Tensor  # [M, F] standardised representation (for the distance term)
+    groups: torch.Tensor  # [M] species index of each member
+    behaviour: Behaviour
+    spec: AESpec
+    theta0: dict[str, torch.Tensor]
+    kind: str = "functional"  # the representation the encoder reads
+    rep_mean: torch.Tensor | None = None  # [F] its standardisation
+    rep_scale: torch.Tensor | None = None  # [F]
+    frame: Frame | None = None
+    law_codes: torch.Tensor | None = None  # [N, c] theta0's codes of the probes
+
+    @property
+    def n_members(self) -> int:
+        return int(self.coords.shape[0])
+
+
+def _theta0(bank: Any, spec: AESpec, seed: int) -> tuple[dict[str, torch.Tensor], str]:
+    """The decoder's starting AE: the medoid (raw weights) of the bank's members of
+    ``spec``'s architecture; a fresh initialisation if no member has it."""
+    for g, group in enumerate(bank.groups):
+        if group.spec == spec:
+            flat = torch.cat([v.reshape(v.shape[0], -1) for v in group.params.values()], dim=1)
+            j = medoid(flat.numpy())
+            member = int(np.asarray(bank.group_members(g))[j])
+            return {k: v[j].clone() for k, v in group.params.items()}, f"medoid member {member}"
+    params = init_params(spec, seed, ["mae-theta0"], [0])
+    return {k: v[0] for k, v in params.items()}, "fresh initialisation"
+
+
+def _batches(groups: np.ndarray, rng: np.random.Generator, batch: int) -> Iterator[np.ndarray]:
+    """Endless minibatches of whole species (epochs of a random species order)."""
+    uniq = np.unique(groups)
+    per = max(1, int(round(batch * len(uniq) / len(groups))))
+    while True:
+        order = rng.permutation(uniq)
+        for a in range(0, len(order), per):
+            yield np.flatnonzero(np.isin(groups, order[a : a + per]))
+
+
+def _behaviour_terms(
+    decoder: HyperDecoder,
+    z: torch.Tensor,
+    beh: Behaviour,
+    idx: torch.Tensor,
+    cols: torch.Tensor | None,
+    probe_cols: torch.Tensor | None,
+    config: MetaConfig,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(region loss, probe loss, code-law KL) of the AEs decoded from ``z`` for members ``idx``."""
+    params, particles = decoder.decode_all(z)
+    spec = decoder.spec
+    if cols is None:
+        inputs, targets = beh.inputs[idx], beh.targets[idx]
+    else:
+        inputs = beh.inputs[idx[:, None], cols[None, :]]
+        targets = beh.targets[idx[:, None], cols[None, :]]
+    scale = beh.residual[idx]
+    codes = ae_model.encode(params, spec, inputs)
+    pred = ae_model.decode(params, spec, codes)
+    region = losses.behaviour_loss(pred, targets, scale)
+    law = losses.code_law_energy(codes, particles)
+    probe = region.new_zeros(())
+    if config.probe_weight > 0:
+        probes = beh.probes if probe_cols is None else beh.probes[probe_cols]
+        ptarg = (
+            beh.probe_targets[idx]
+            if probe_cols is None
+            else beh.probe_targets[idx[:, None], probe_cols[None, :]]
+        )
+        probe = losses.behaviour_loss(ae_model.reconstruct(params, spec, probes), ptarg, scale)
+    return region, probe, law
+
+
+def _reencode(
+    encoder: Encoder, decoder: HyperDecoder, z: torch.Tensor, prob: Problem
+) -> torch.Tensor:
+    """Codes the encoder gives the AEs decoded from ``z`` (differentiably): the cycle
+    code -> AE -> representation -> code. ``functional``: the decoded AEs' outputs on the
+    probes and their whitened code distances; ``raw``: their flattened parameters."""
+    assert prob.frame is not None and prob.rep_mean is not None and prob.rep_scale is not None
+    if prob.kind == "functional":
+        params = decoder(z)
+        probes = prob.behaviour.probes
+        codes = ae_model.encode(params, decoder.spec, probes)
+        recon = ae_model.decode(params, decoder.spec, codes)
+        feats = torch.cat(
+            [recon.reshape(len(z), -1), whitened_code_distances(codes.double()).float()], dim=1
+        )
+    else:
+        feats = decoder.flat(z)
+    coords = prob.frame.coords((feats - prob.rep_mean) / prob.rep_scale)
+    again, _ = encoder(coords)
+    return again
+
+
+def evaluate(
+    encoder: Encoder,
+    decoder: HyperDecoder,
+    prob: Problem,
+    members: np.ndarray,
+    config: MetaConfig,
+) -> float:
+    """Behaviour loss (region + probes, no noise) of members decoded from their own codes."""
+    encoder.eval()
+    decoder.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for a in range(0, len(members), 256):
+            idx = torch.as_tensor(members[a : a + 256], device=prob.coords.device)
+            mu, _ = encoder(prob.coords[idx])
+            region, probe, _ = _behaviour_terms(
+                decoder, mu, prob.behaviour, idx, None, None, config
+            )
+            total += float(region + config.probe_weight * probe) * len(idx)
+            count += len(idx)
+    return total / max(count, 1)
+
+
+def train_mae(
+    prob: Problem,
+    train_idx: np.ndarray,
+    val_idx: np.ndarray | None,
+    config: MetaConfig,
+    latent: int,
+    seed: int,
+    tag: str,
+    *,
+    progress: bool = False,
+) -> tuple[Encoder, HyperDecoder, dict[str, torch.Tensor], dict[str, Any]]:
+    """One fit on members ``train_idx``; returns (encoder, decoder, encoder init, curves).
+
+    ``val_idx`` members (held-out species) are only evaluated: encoded by the encoder,
+    decoded, and scored by the behaviour loss.
+    """
+    device = prob.coords.device
+    gen = torch_generator(seed, "mae", "init", tag)
+    encoder = Encoder(
+        prob.coords.shape[1], list(config.hidden), latent, config.prior, config.archetypes, gen
+    )
+    decoder = HyperDecoder(
+        latent, list(config.decoder_hidden), prob.spec, prob.theta0, gen, prob.law_codes
+    )
+    encoder_init = copy.deepcopy(encoder.state_dict())
+    encoder.to(device)
+    decoder.to(device)
+    opt = torch.optim.AdamW(
+        [*encoder.parameters(), *decoder.parameters()],
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        fused=True,
+    )
+    noise = torch_generator(seed, "mae", "noise", tag, device=device)
+    order = make_rng(seed, "mae", "batches", tag)
+    groups = prob.groups.cpu().numpy()
+    batches = _batches(groups[train_idx], order, BATCH)
+    tr = torch.as_tensor(train_idx, device=device)
+    n_batches = math.ceil(
+        len(np.unique(groups[train_idx]))
+        / max(1, int(round(BATCH * len(np.unique(groups[train_idx])) / len(train_idx))))
+    )
+    steps = passes(config.steps, len(train_idx)) * n_batches
+    # constant, then a cosine decay to 5% over the second half: Adam's steps at a constant
+    # rate leave the fit at a noise floor that a decaying rate gets below
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda i: (
+            1.0
+            if i < 0.5 * steps
+            else 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (i - 0.5 * steps) / (0.5 * steps)))
+        ),
+    )
+    beh = prob.behaviour
+    n_pts = beh.inputs.shape[1]
+    n_probes = beh.probes.shape[0]
+    curve: dict[str, list[float]] = {"step": [], "train": [], "val": []}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc=f"MAE {tag}", leave=False)
+    for step in range(1, steps + 1):
+        encoder.train()
+        decoder.train()
+        idx = tr[torch.as_tensor(next(batches), device=device)]
+        mu, extra = encoder(prob.coords[idx])
+        z = mu
+        total = mu.new_zeros(())
+        if config.prior == "variational":
+            assert extra is not None
+            eps = torch.randn(mu.shape, generator=noise, device=device)
+            z = mu + eps * torch.exp(0.5 * extra)
+            total = total + config.kl_weight * losses.gaussian_kl(mu, extra)
+        if config.code_noise > 0:
+            # multiplicative in the codes' own spread, so the scale of the codes is free
+            rms = mu.detach().std(dim=0).pow(2).mean().sqrt().clamp_min(1e-6)
+            eps = torch.randn(mu.shape, generator=noise, device=device)
+            z = z + config.code_noise * rms * eps
+        cols = torch.randperm(n_pts, generator=noise, device=device)[: min(POINTS, n_pts)]
+        pcols = torch.randperm(n_probes, generator=noise, device=device)[
+            : min(PROBES_PER_STEP, n_probes)
+        ]
+        region, probe, law = _behaviour_terms(decoder, z, beh, idx, cols, pcols, config)
+        total = total + region + config.probe_weight * probe + config.law_weight * law
+        if config.cycle_weight > 0 and prob.kind != "aligned":
+            sub = idx[: min(CYCLE_MEMBERS, len(idx))]
+            again = _reencode(encoder, decoder, z[: len(sub)], prob)
+            target = mu[: len(sub)].detach()
+            spread = mu.detach().var(dim=0).sum().clamp_min(1e-8)
+            total = total + config.cycle_weight * (again - target).pow(2).sum(1).mean() / spread
+        if config.distance_weight > 0:
+            total = total + config.distance_weight * losses.distance_stress(prob.features[idx], mu)
+        if config.contrastive_weight > 0:
+            total = total + config.contrastive_weight * losses.nt_xent(mu, prob.groups[idx])
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        sched.step()
+        if step % (EVAL_EVERY * n_batches) == 0 or step == steps:
+            curve["step"].append(step)
+            curve["train"].append(evaluate(encoder, decoder, prob, train_idx, config))
+            if val_idx is not None:
+                curve["val"].append(evaluate(encoder, decoder, prob, val_idx, config))
+            if bar is not None:
+                bar.update(step - bar.n)
+    if bar is not None:
+        bar.close()
+    encoder.eval()
+    decoder.eval()
+    return encoder.cpu(), decoder.cpu(), encoder_init, {k: np.asarray(v) for k, v in curve.items()}
+
+
+def passes(steps: int, members: int) -> int:
+    """Passes over the members for ``meta.steps`` on a bank of ``members`` members.
+
+    ``steps`` passes up to :data:`FULL_PASSES_UP_TO` members; beyond, the decoder is shared,
+    so every step already teaches it about many species, and the passes shrink in
+    proportion (never below :data:`MIN_PASSES`, nor above ``steps``): fitting time grows
+    with the number of members, not faster.
+    """
+    if members <= FULL_PASSES_UP_TO:
+        return steps
+    return max(min(steps, MIN_PASSES), int(round(steps * FULL_PASSES_UP_TO / members)))
+
+
+def _species_folds(groups: np.ndarray, seed: int, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train members, held-out members) for k folds over species."""
+    uniq = np.unique(groups)
+    k = min(k, len(uniq))
+    perm = make_rng(seed, "mae", "folds").permutation(uniq)
+    parts = np.array_split(perm, k)
+    out = []
+    for p in parts:
+        held = np.isin(groups, p)
+        out.append((np.flatnonzero(~held), np.flatnonzero(held)))
+    return out
+
+
+# ---------------------------------------------------------------------------- public
+
+
+def fit_meta_autoencoder(
+    bank: Any,
+    config: MetaConfig | None = None,
+    *,
+    seed: int | None = None,
+    progress: bool = True,
+) -> MetaResult:
+    """Fit a meta-autoencoder over the AEs of a bank: codes in, working AEs out.
+
+    Parameters
+    ----------
+    bank
+        An :class:`~evosim.train.AEBank`, or an :class:`~evosim.train.AEBankSet` of several
+        architectures (then the representation must be ``functional``).
+    config
+        :class:`~evosim.scenario.MetaConfig` (representation, code size, prior, decoder,
+        loss weights, steps...). Default: ``MetaConfig()``.
+    seed
+        Seeds probes, region points, initialisation, minibatches and noise. ``None``: the
+        run's seed recorded in the bank (``bank.info["seed"]``).
+    progress
+        Show a progress bar on stderr.
+
+    Returns
+    -------
+    MetaResult
+        ``latents [S, k]``, ``member_latents [M, k]``, ``encode``, ``decode`` (working AEs
+        of ``meta.decode_architecture``), ``generate``, ``save``.
+
+    Notes
+    -----
+    Nothing here sees a tree or a trait: only the bank's AEs, its species labels (to keep
+    replicates together and average them) and its pooled reference inputs.
+    """
+    config = config if config is not None else MetaConfig()
+    t0 = time.perf_counter()
+    seed = resolve_seed(bank, seed)
+    device = resolve_device(config.device, "meta.device")
+    with _single_thread(device):
+        rep, x = RepresentationMap.fit_transform(
+            bank,
+            config.representation,
+            n_probes=config.probes,
+            off_manifold_fraction=config.off_manifold_fraction,
+            seed=seed,
+            standardize=config.standardize,
+        )
+        frame = Frame.fit(x)
+        m = x.shape[0]
+        species = list(bank.species)
+        replicates = int(bank.replicates)
+        if m != len(species) * replicates:
+            raise ValueError(
+                f"bank has {m} members, expected {len(species)} species x {replicates}"
+            )
+        probes = (
+            rep.probes
+            if rep.probes is not None
+            else make_probes(bank, config.probes, config.off_manifold_fraction, seed)
+        )
+        spec = decode_spec(bank, config)
+        theta0, theta0_from = _theta0(bank, spec, seed)
+        beh = behaviour_targets(bank, probes, seed=seed)
+        groups = np.arange(m) // replicates
+        with torch.no_grad():
+            coords = frame.coords(torch.as_tensor(x))
+        prob = Problem(
+            coords=coords.to(device),
+            features=torch.as_tensor(x).to(device),
+            groups=torch.as_tensor(groups, device=device),
+            behaviour=beh.to(device),
+            spec=spec,
+            theta0={k: v.to(device) for k, v in theta0.items()},
+            kind=rep.kind,
+            rep_mean=torch.as_tensor(rep.mean).to(device),
+            rep_scale=torch.as_tensor(rep.scale).to(device),
+            frame=frame.to(device),
+            law_codes=ae_model.encode(
+                {k: v[None] for k, v in theta0.items()}, spec, torch.as_tensor(probes)
+            )[0].detach(),
+        )
+        info: dict[str, Any] = {
+            "seed": seed,
+            "representation": config.representation,
+            "n_features": int(x.shape[1]),
+            "n_components": frame.dim,
+            "decode_architecture": spec.to_dict(),
+            "theta0": theta0_from,
+        }
+        if config.latent == "auto":
+            candidates = [k for k in AUTO_LATENTS if k <= max(1, frame.dim)] or [1]
+            folds = _species_folds(groups, seed, FOLDS)
+            scores: dict[int, float] = {}
+            for k in candidates:
+                vals = []
+                for f, (tr, va) in enumerate(folds):
+                    enc, dec, _, _ = train_mae(prob, tr, None, config, k, seed, f"auto{k}-{f}")
+                    vals.append(evaluate(enc.to(device), dec.to(device), prob, va, config))
+                scores[k] = float(np.mean(vals))
+            best = min(scores.values())
+            # The smallest code within 5% of the best held-out loss: extra dimensions must pay.
+            latent = min(k for k in candidates if scores[k] <= best * 1.05 + 1e-12)
+            info["latent_selection"] = {str(k): v for k, v in scores.items()}
+        else:
+            latent = int(config.latent)
+        info["latent"] = latent
+        encoder, decoder, encoder_init, curve = train_mae(
+            prob, np.arange(m), None, config, latent, seed, "final", progress=progress
+        )
+        info["steps"] = int(curve["step"][-1]) if len(curve["step"]) else 0
+        info["final_train_loss"] = float(curve["train"][-1]) if len(curve["train"]) else math.nan
+        with torch.no_grad():
+            mu, _ = encoder(coords)
+        member_latents = mu.numpy().astype(np.float64)
+        latents = member_latents.reshape(len(species), replicates, latent).mean(axis=1)
+        info["seconds"] = time.perf_counter() - t0
+        info["device"] = str(device)
+        log.info(
+            "MAE: %s representation, %d features, code size %d, final behaviour loss %.3g",
+            rep.kind,
+            x.shape[1],
+            latent,
+            info["final_train_loss"],
+        )
+        return MetaResult(
+            config=config,
+            representation=rep,
+            frame=frame,
+            probes=np.asarray(probes, dtype=np.float32),
+            encoder=encoder,
+            decoder=decoder,
+            encoder_init=encoder_init,
+            spec=spec,
+            species=species,
+            replicates=replicates,
+            member_latents=member_latents,
+            latents=latents,
+            losses={"step": curve["step"], "train": curve["train"], "val": curve["val"]},
+            info=info,
+        )

@@ -1,0 +1,401 @@
+"""The fitted meta-autoencoder, :class:`MetaResult`: encode AEs, decode codes to AEs, sample.
+
+Saved as ``mae.pt``: tensors and plain data only, loadable with
+``torch.load(path, weights_only=True)`` (no code runs on load); anything else (a planted
+pickle, a truncated or foreign file) is refused with a one-line
+:class:`~evosim.errors.FileFormatError` naming the file.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import pickle
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from evosim import runio
+from evosim.errors import FileFormatError
+from evosim.meta.network import Encoder, HyperDecoder, particle_bandwidth, particle_sample
+from evosim.meta.representation import Frame, RepresentationMap
+from evosim.scenario import MetaConfig
+from evosim.seeding import torch_generator
+from evosim.train import model as ae_model
+from evosim.train.bank import AEBank, plain_data
+from evosim.train.spec import AESpec
+
+__all__ = ["FORMAT", "MetaResult", "decode_spec"]
+
+log = logging.getLogger(__name__)
+
+FORMAT = "evosim.mae"
+VERSION = 2
+
+
+def decode_spec(bank: Any, config: MetaConfig) -> AESpec:
+    """The architecture decoded AEs take: ``config.decode_architecture``, or by default the
+    architecture most species of ``bank`` have (the first such group on a tie)."""
+    groups = list(bank.groups)
+    input_dim = groups[0].spec.input_dim
+    arch = config.decode_architecture
+    if arch is None:
+        counts = Counter(int(g) for g in np.asarray(bank.group_of))
+        best = max(counts.values())
+        return groups[min(g for g, c in counts.items() if c == best)].spec
+    return AESpec(
+        input_dim=input_dim,
+        hidden=tuple(arch.hidden),
+        latent=arch.latent,
+        activation=arch.activation,
+        variant=arch.variant,
+    )
+
+
+def _tensor(x: Any) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x))
+
+
+@dataclass
+class MetaResult:
+    """A fitted meta-autoencoder and the latent point of every member and species.
+
+    Attributes
+    ----------
+    latents
+        ``[S, k]`` species means of the member codes (species in ``species`` order).
+    member_latents
+        ``[M, k]`` one code per member (species-major, like the bank).
+    species, replicates
+        As in the bank the MAE was fitted on.
+    spec
+        The architecture (:class:`~evosim.train.AESpec`) of every decoded AE.
+    losses
+        ``{"step": [n], "train": [n], "val": [n]}``: the behaviour loss (decoded AE's
+        extra error in units of the original AE's own) during the final fit.
+    info
+        Seed, chosen code size, steps, the decoder's starting AE, timings.
+    config
+        The :class:`~evosim.scenario.MetaConfig` used.
+    representation, frame, encoder, decoder
+        The fitted representation map, its principal-axis frame, and the two networks.
+    probes
+        ``[P, D]`` the shared probes of the behaviour loss.
+    """
+
+    config: MetaConfig
+    representation: RepresentationMap
+    frame: Frame
+    probes: np.ndarray
+    encoder: Encoder
+    decoder: HyperDecoder
+    encoder_init: dict[str, torch.Tensor]
+    spec: AESpec
+    species: list[str]
+    replicates: int
+    member_latents: np.ndarray
+    latents: np.ndarray
+    losses: dict[str, np.ndarray] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def latent_dim(self) -> int:
+        """k, the code size."""
+        return int(self.member_latents.shape[1])
+
+    @property
+    def kind(self) -> str:
+        """The representation the encoder reads (``raw``, ``aligned`` or ``functional``)."""
+        return self.representation.kind
+
+    @property
+    def seed(self) -> int:
+        """The seed the MAE was fitted with."""
+        return int(self.info["seed"])
+
+    # ------------------------------------------------------------------ encoding
+
+    def represent(self, bank: Any) -> np.ndarray:
+        """The encoder's input for a bank: the standardised representation ``[M, F]``."""
+        return self.representation.transform(bank)
+
+    def encode_features(self, x: np.ndarray) -> np.ndarray:
+        """Codes ``[n, k]`` (posterior means) of standardised representations ``[n, F]``."""
+        self.encoder.eval()
+        with torch.no_grad():
+            c = self.frame.coords(torch.as_tensor(np.asarray(x, dtype=np.float32)))
+            mu, _ = self.encoder(c)
+        return mu.numpy().astype(np.float64)
+
+    def encode(self, bank: Any) -> np.ndarray:
+        """Codes ``[M, k]`` of the members of any bank.
+
+        With the ``functional`` representation the bank may hold any AE architecture on
+        the same inputs (an :class:`~evosim.train.AEBank` or
+        :class:`~evosim.train.AEBankSet`); ``raw``/``aligned`` need the architecture the
+        MAE was fitted on.
+        """
+        return self.encode_features(self.represent(bank))
+
+    def untrained_encode(self, bank_or_features: Any) -> np.ndarray:
+        """Codes from the encoder at its random initialisation (a baseline)."""
+        x = bank_or_features
+        if not isinstance(x, np.ndarray):
+            x = self.represent(x)
+        fresh = copy.deepcopy(self.encoder)
+        fresh.load_state_dict(self.encoder_init)
+        fresh.eval()
+        with torch.no_grad():
+            mu, _ = fresh(self.frame.coords(torch.as_tensor(np.asarray(x, dtype=np.float32))))
+        return mu.numpy().astype(np.float64)
+
+    def fit_codes(self, bank: Any, *, steps: int = 300, seed: int | None = None) -> np.ndarray:
+        """Codes ``[M, k]`` whose decoded AEs best reproduce the bank's AEs (encoding by fitting).
+
+        Starts from :meth:`encode` and takes ``steps`` Adam steps on the codes alone (the
+        decoder fixed), minimising the behaviour loss the MAE was trained with against each
+        member's own outputs on its region and the probes. Uses only the bank's AEs; works
+        for any architecture. The amortised encoder is a one-shot guess; fitting the codes
+        moves them to where the decoder reproduces the AE best, which matters for AEs the
+        MAE was not fitted on.
+        """
+        from evosim.meta.behaviour import behaviour_loss_of, behaviour_targets
+
+        z0 = self.encode(bank)
+        beh = behaviour_targets(bank, self.probes, seed=self.seed if seed is None else seed)
+        z = torch.tensor(z0, dtype=torch.float32, requires_grad=True)
+        spread = float(np.std(self.latents)) or 1.0
+        opt = torch.optim.Adam([z], lr=0.02 * spread)
+        self.decoder.eval()
+        for p in self.decoder.parameters():
+            p.requires_grad_(False)
+        try:
+            for _ in range(steps):
+                loss = behaviour_loss_of(
+                    self.decoder(z), self.spec, beh, self.config.probe_weight
+                ).sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        finally:
+            for p in self.decoder.parameters():
+                p.requires_grad_(True)
+        return z.detach().numpy().astype(np.float64)
+
+    # ------------------------------------------------------------------ decoding
+
+    def _codes(self, z: Any) -> torch.Tensor:
+        z = np.atleast_2d(np.asarray(z, dtype=np.float32))
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"codes must be [n, {self.latent_dim}], got shape {z.shape}")
+        if not np.isfinite(z).all():
+            raise ValueError("codes must be finite")
+        return torch.as_tensor(z)
+
+    def decode_params(self, z: Any) -> dict[str, torch.Tensor]:
+        """Stacked parameters ``{name: [n, ...]}`` of the AEs decoded from codes ``[n, k]``."""
+        self.decoder.eval()
+        with torch.no_grad():
+            return {k: v.contiguous() for k, v in self.decoder(self._codes(z)).items()}
+
+    def decode(self, z: Any, *, species: list[str] | None = None) -> AEBank:
+        """Working AEs decoded from any points of the latent space.
+
+        Parameters
+        ----------
+        z
+            ``[n, k]`` codes (``latents``, their midpoints, any point), or one code ``[k]``.
+        species
+            Names of the decoded AEs (default ``decoded_1`` .. ``decoded_n``).
+
+        Returns
+        -------
+        AEBank
+            ``n`` AEs of architecture :attr:`spec` (``meta.decode_architecture``), whatever
+            the representation the encoder reads.
+        """
+        params = self.decode_params(z)
+        n = next(iter(params.values())).shape[0]
+        names = species if species is not None else [f"decoded_{i + 1}" for i in range(n)]
+        if len(names) != n:
+            raise ValueError(f"species must have {n} names, got {len(names)}")
+        return AEBank.from_params(self.spec, params, list(names), replicates=1)
+
+    def code_law(self, z: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The law of the decoded AEs' codes: particles ``[n, K, c]`` and bandwidths ``[n]``.
+
+        For every code the decoder predicts ``K`` particles whose Gaussian kernel density
+        (the given bandwidth) is the law of the decoded AE's own codes on its species'
+        region; it is trained to match the codes the decoded AE gives its species' region
+        inputs, by energy distance. :meth:`generate` samples it.
+        """
+        self.decoder.eval()
+        with torch.no_grad():
+            particles = self.decoder.code_law(self._codes(z))
+        return particles.numpy(), particle_bandwidth(particles).numpy()
+
+    def generate(self, z: Any, n: int, *, seed: int | None = None) -> np.ndarray:
+        """Instances generated by the AEs decoded at ``z``.
+
+        For each code, ``n`` codes are drawn from the decoded AE's code law
+        (:meth:`code_law`: a kernel density on particles the MAE decodes along with the
+        parameters, matched to the codes the decoded AE gives its species' region inputs),
+        and the decoded AE's decoder maps them to instances: what the species' own AE does
+        when its decoder is fed the codes of its species' data. A particle law rather than
+        a Gaussian because AE codes often lie on curves and loops (a circle's AE codes a
+        ring, whose Gaussian would fill its inside and shrink the generated circle).
+
+        Parameters
+        ----------
+        z
+            ``[m, k]`` codes, or one code ``[k]``.
+        n
+            Instances per code.
+        seed
+            Seeds the drawn codes; ``None``: the MAE's own seed (:attr:`seed`).
+
+        Returns
+        -------
+        np.ndarray
+            ``[m, n, D]`` float32 (``[n, D]`` for one code ``[k]``).
+        """
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        single = np.asarray(z).ndim == 1
+        codes = self._codes(z)
+        gen = torch_generator(self.seed if seed is None else int(seed), "mae-generate")
+        self.decoder.eval()
+        with torch.no_grad():
+            params, particles = self.decoder.decode_all(codes)
+            c = particle_sample(particles, n, gen)
+            out = ae_model.decode(params, self.spec, c).numpy().astype(np.float32)
+        return out[0] if single else out
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, path: str | Path, *, provenance: dict[str, Any] | None = None) -> Path:
+        """Write ``mae.pt`` atomically: tensors and plain data only.
+
+        Parameters
+        ----------
+        path
+            The file.
+        provenance
+            A plain-data record (software, versions, scenario...) stored beside the MAE.
+        """
+        payload = {
+            "format": FORMAT,
+            "version": VERSION,
+            "config": self.config.model_dump(mode="json"),
+            "representation": self.representation.state(),
+            "frame": self.frame.state(),
+            "probes": torch.as_tensor(self.probes),
+            "encoder": {
+                "n_in": self.frame.dim,
+                "latent": self.latent_dim,
+                "state": {k: v.detach().cpu() for k, v in self.encoder.state_dict().items()},
+                "init": {k: v.detach().cpu() for k, v in self.encoder_init.items()},
+            },
+            "decoder": {
+                "spec": self.spec.to_dict(),
+                "state": {k: v.detach().cpu() for k, v in self.decoder.state_dict().items()},
+            },
+            "species": list(self.species),
+            "replicates": int(self.replicates),
+            "member_latents": _tensor(self.member_latents),
+            "latents": _tensor(self.latents),
+            "losses": {k: _tensor(v) for k, v in self.losses.items()},
+            "info": plain_data(self.info),
+            "provenance": plain_data(provenance),
+        }
+        return runio.torch_save(path, payload)
+
+    @classmethod
+    def load(cls, path: str | Path) -> MetaResult:
+        """Read a file written by :meth:`save` (never runs code stored in the file).
+
+        Raises
+        ------
+        FileFormatError
+            The file is not a readable evosim MAE (truncated, foreign, or holding objects
+            other than tensors and plain data).
+        """
+        path = Path(path)
+        try:
+            d = torch.load(path, map_location="cpu", weights_only=True)
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
+            raise
+        except (
+            pickle.UnpicklingError,
+            RuntimeError,
+            EOFError,
+            OSError,
+            zipfile.BadZipFile,
+            ValueError,
+            AttributeError,
+            ImportError,
+            TypeError,
+        ) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise FileFormatError(
+                f"{path}: not a readable evosim MAE file ({first[:160]})",
+                hint="delete it (and checkpoints/meta.done) and rerun the meta stage",
+            ) from None
+        if not isinstance(d, dict) or d.get("format") != FORMAT or d.get("version") != VERSION:
+            raise FileFormatError(
+                f"{path}: not an evosim MAE file (format {FORMAT} version {VERSION})",
+                hint="delete it (and checkpoints/meta.done) and rerun the meta stage",
+            )
+        try:
+            return cls._from_payload(d)
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+            raise FileFormatError(
+                f"{path}: damaged evosim MAE file ({type(exc).__name__}: {str(exc)[:120]})"
+            ) from None
+
+    @classmethod
+    def _from_payload(cls, d: dict[str, Any]) -> MetaResult:
+        config = MetaConfig.model_validate(d["config"])
+        rep = RepresentationMap.from_state(d["representation"])
+        frame = Frame.from_state(d["frame"])
+        e = d["encoder"]
+        gen = torch.Generator()
+        encoder = Encoder(
+            int(e["n_in"]),
+            list(config.hidden),
+            int(e["latent"]),
+            config.prior,
+            config.archetypes,
+            gen,
+        )
+        encoder.load_state_dict(e["state"])
+        spec = AESpec.from_dict(d["decoder"]["spec"])
+        state = d["decoder"]["state"]
+        theta0 = HyperDecoder.unflatten_theta(state["theta0"], spec)
+        decoder = HyperDecoder(int(e["latent"]), list(config.decoder_hidden), spec, theta0, gen)
+        decoder.load_state_dict(state)
+        encoder.eval()
+        decoder.eval()
+        return cls(
+            config=config,
+            representation=rep,
+            frame=frame,
+            probes=d["probes"].numpy(),
+            encoder=encoder,
+            decoder=decoder,
+            encoder_init=dict(e["init"]),
+            spec=spec,
+            species=[str(s) for s in d["species"]],
+            replicates=int(d["replicates"]),
+            member_latents=d["member_latents"].numpy(),
+            latents=d["latents"].numpy(),
+            losses={k: v.numpy() for k, v in d["losses"].items()},
+            info=dict(d["info"]),
+        )
