@@ -18,6 +18,7 @@ from evosim.analysis.generative import (
 from evosim.analysis.metrics import euclidean
 from evosim.meta import fit_meta_autoencoder
 from evosim.phylo import Phylogeny
+from evosim.pipeline import draw_figures
 from evosim.scenario import (
     AnalysisConfig,
     AutoencoderConfig,
@@ -153,6 +154,7 @@ def test_generative_section_end_to_end(world, tmp_path):
     assert anc["cherries"] == len(cherries(sim)) > 0
     assert 0 <= anc["midpoint_beats_both_sisters"]["mse"] <= 1
     report.write(tmp_path)
+    draw_figures(report, tmp_path / "figures")
     assert (tmp_path / "figures" / "generative.png").stat().st_size > 0
     assert "generative" in (tmp_path / "metrics.json").read_text()
     assert "## The MAE's decoder" in (tmp_path / "report.md").read_text()
