@@ -19,6 +19,7 @@ from evosim.errors import ScenarioError
 
 __all__ = [
     "AnalysisConfig",
+    "ArchitectureConfig",
     "AutoencoderConfig",
     "MetaConfig",
     "PopulationConfig",
@@ -138,13 +139,41 @@ class SpeciesConfig(_Section):
     outline_points: int = Field(32, ge=4)
 
 
+_Activation = Literal["relu", "tanh", "elu", "gelu", "softplus", "sigmoid"]
+_Variant = Literal["plain", "denoising", "sparse", "contractive", "variational"]
+
+
+class ArchitectureConfig(_Section):
+    """One AE architecture of ``autoencoder.architectures``.
+
+    A field left out takes the ``autoencoder`` section's value; everything else in that
+    section (steps, learning rate, loss weights, ...) applies to every architecture.
+    """
+
+    hidden: list[int] | None = Field(
+        None, description="encoder hidden widths (the decoder mirrors them); default: the section's"
+    )
+    latent: int | None = Field(None, ge=1, description="code size; default: the section's")
+    activation: _Activation | None = Field(
+        None, description="hidden-layer activation; default: the section's"
+    )
+    variant: _Variant | None = Field(None, description="AE variant; default: the section's")
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive_widths(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and any(w < 1 for w in v):
+            raise ValueError(f"every width must be >= 1, got {v}")
+        return v
+
+
 class AutoencoderConfig(_Section):
     """One AE per species (``autoencoder:``)."""
 
-    variant: Literal["plain", "denoising", "sparse", "contractive", "variational"] = "plain"
+    variant: _Variant = "plain"
     hidden: list[int] = Field(default_factory=lambda: [64])
     latent: int = Field(2, ge=1)
-    activation: Literal["relu", "tanh", "elu", "gelu", "softplus", "sigmoid"] = "elu"
+    activation: _Activation = "elu"
     steps: int = Field(2000, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
@@ -165,6 +194,27 @@ class AutoencoderConfig(_Section):
     kl_weight: float = Field(1e-3, ge=0)
     checkpoint_every: int = Field(500, ge=1)
     chunk_size: int | None = Field(None, ge=1, description="species per chunk; None = automatic")
+    architectures: list[ArchitectureConfig] = Field(
+        default_factory=list,
+        description="several AE architectures in one world (each species gets one); an "
+        "entry's unset fields take this section's values; empty: every species uses this "
+        "section's hidden, latent, activation and variant",
+    )
+    assign: Literal["random", "by_clade"] = Field(
+        "random",
+        description="how species get an architecture: random (seeded by the species name, "
+        "independent of the tree) or by_clade (contiguous clades of the true tree share one)",
+    )
+
+    @model_validator(mode="after")
+    def _resolve_architectures(self) -> AutoencoderConfig:
+        # fill each entry's unset fields, so the resolved scenario states every architecture
+        for arch in self.architectures:
+            for name in ("hidden", "latent", "activation", "variant"):
+                if getattr(arch, name) is None:
+                    value = getattr(self, name)
+                    setattr(arch, name, list(value) if name == "hidden" else value)
+        return self
 
     @field_validator("compile", mode="before")
     @classmethod

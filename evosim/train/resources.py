@@ -1,0 +1,340 @@
+"""Resource planning for the trainer: memory estimates, chunking, compiling, process settings.
+
+Everything here decides *how* to train, never *what*: a member's AE does not depend on the
+chunking, and the compile decision and the chunk plan depend only on the config and the
+data's size (the CPU chunk cap is a constant, not the machine's cache size), so a resumed
+run decides the same. :func:`training_settings` sets the few process-wide knobs training
+wants (glibc's malloc top pad, torch's thread count, dynamo's recompile limit, TF32) and
+puts every one of them back when training ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+import re
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from evosim.train.spec import AESpec
+
+__all__ = [
+    "estimate_member_bytes",
+    "estimate_training_bytes",
+    "chunk_size",
+    "cpu_chunk_cap",
+    "use_compile",
+    "training_threads",
+    "training_settings",
+    "CPU_STEP_BYTES",
+    "COMPILE_MIN_MEMBER_STEPS",
+    "PARALLEL_MIN_STEP_FLOPS",
+]
+
+log = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------- memory
+
+
+def estimate_member_bytes(spec: AESpec, config: Any, n: int, replicates: int = 1) -> int:
+    """Upper bound on the bytes one member needs while its chunk trains.
+
+    Parameters
+    ----------
+    spec
+        The member's AE.
+    config
+        The ``autoencoder`` section (``batch_size`` and the variant are read).
+    n
+        Instances per species.
+    replicates
+        Members per species (the species' data is shared by its replicates).
+
+    Returns
+    -------
+    int
+        Parameters with their gradient, Adam moments and update temporaries; the step's
+        activations (pre- and post-activation outputs and their gradients); minibatch
+        indices; its share of the species' data; times a 1.5 safety factor.
+    """
+    b = config.batch_size
+    params = spec.n_params * 4 * 5  # param, grad, exp_avg, exp_avg_sq, update temporaries
+    widths = spec.encoder_widths + spec.decoder_widths
+    acts = b * sum(widths) * 4 * 4  # pre/post activations and their gradients
+    if spec.variant == "contractive":
+        acts += b * spec.latent * sum(spec.encoder_widths[:-1]) * 4 * 6
+    if spec.variant in ("denoising", "variational"):
+        acts += b * spec.input_dim * 4 * 4
+    index = b * 8 * 8 + n * 8 * 3
+    data = n * spec.input_dim * 4 // replicates
+    return int(1.5 * (params + acts + index + data)) + 1
+
+
+def _result_bytes(spec: AESpec, config: Any) -> int:
+    """Bytes of one finished member held until the bank is assembled (kept, then stacked)."""
+    from evosim.train.engine import CURVE_POINTS
+
+    losses = 8 * (2 + min(CURVE_POINTS, config.steps)) + 1
+    return 2 * 4 * spec.n_params + losses
+
+
+def estimate_training_bytes(
+    config: Any,
+    n_species: int,
+    n_instances: int,
+    dim: int,
+    *,
+    device: torch.device | str = "cpu",
+) -> int:
+    """Upper bound on the memory :func:`~evosim.train.train_autoencoders` needs.
+
+    Use it to refuse a scenario that cannot fit before anything is allocated: it reads only
+    the ``autoencoder`` section and the data's shape.
+
+    Parameters
+    ----------
+    config
+        The ``autoencoder`` section (an :class:`~evosim.scenario.AutoencoderConfig`);
+        every architecture of ``architectures`` is counted at its largest.
+    n_species, n_instances, dim
+        S, N and D of the instances ``[S, N, D]`` to train on.
+    device
+        Where training runs. On the CPU, chunks are capped (:func:`cpu_chunk_cap`); on CUDA
+        a chunk fills up to 60% of the free memory, so only the host side is bounded here.
+
+    Returns
+    -------
+    int
+        Bytes: the float32 instances themselves (``4 S N D``), the train/validation split
+        tables, the largest chunk in training (:func:`estimate_member_bytes` per member),
+        every finished member's parameters (held per chunk, then stacked into the bank)
+        and a checkpoint's copy of a chunk's state. Not counted: the interpreter and its
+        libraries (about 0.3-0.5 GB with torch loaded) and ``torch.compile``'s compiler.
+        ``bench/RESULTS.md`` compares it with measured peak memory.
+    """
+    device = torch.device(device)
+    reps = config.replicates
+    members = n_species * reps
+    data = 4 * n_species * n_instances * dim
+    splits = 3 * 8 * members * n_instances  # train, validation and sampling tables, int64
+    worst = 0
+    for arch in _architectures(config):
+        spec = AESpec.from_config(arch, dim)
+        per = estimate_member_bytes(spec, config, n_instances, reps) * reps
+        size = min(n_species, chunk_size(spec, config, n_instances, device, available=None))
+        chunk = size * per if device.type == "cpu" else 0
+        checkpoint = size * reps * 4 * spec.n_params * 3  # params and two moments, copied
+        worst = max(worst, chunk + checkpoint + members * _result_bytes(spec, config))
+    return int(data + splits + worst)
+
+
+def _architectures(config: Any) -> list[Any]:
+    archs = list(getattr(config, "architectures", None) or [])
+    if not archs:
+        return [config]
+    return [config.model_copy(update=a.model_dump()) for a in archs]
+
+
+def _available_bytes() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+CPU_STEP_BYTES = 24 << 20
+"""On the CPU a chunk's layer outputs per step stay under this (a server L3 holds 32 MB):
+past it every step streams its activations from memory and throughput halves
+(bench/RESULTS.md). A constant, not the machine's cache size, so that the chunking, and with
+``compile`` the arithmetic, is the same on every machine."""
+
+
+def cpu_chunk_cap(spec: AESpec, batch_size: int, replicates: int = 1) -> int:
+    """Species per chunk on the CPU: :data:`CPU_STEP_BYTES` of float32 layer outputs."""
+    widths = spec.encoder_widths + spec.decoder_widths[1:]
+    per_member = 4 * batch_size * sum(widths)
+    return max(1, CPU_STEP_BYTES // (per_member * replicates))
+
+
+def chunk_size(
+    spec: AESpec,
+    config: Any,
+    n: int,
+    device: torch.device,
+    *,
+    available: int | None = -1,
+) -> int:
+    """Species per chunk: what fits the device, and on the CPU at most :func:`cpu_chunk_cap`.
+
+    ``available`` is the memory to plan with (default: measured now, 60% of free CUDA
+    memory or a quarter of the free host memory); ``None`` plans for unlimited memory.
+    """
+    per_species = estimate_member_bytes(spec, config, n, config.replicates) * config.replicates
+    if available is None:
+        size = 1 << 62
+    else:
+        if available == -1:
+            if device.type == "cuda":
+                free, _ = torch.cuda.mem_get_info(device)
+                available = int(0.6 * free)
+            else:
+                available = _available_bytes() // 4
+        size = max(1, int(available // per_species))
+    if device.type == "cpu":
+        size = min(size, cpu_chunk_cap(spec, config.batch_size, config.replicates))
+    return size
+
+
+# ---------------------------------------------------------------------------- compile
+
+COMPILE_MIN_MEMBER_STEPS = 500_000
+"""``compile: auto`` compiles on the CPU from this many member-steps (AEs x steps) up: compiling
+takes 5-15 s and saves about 60 us per member-step (bench/RESULTS.md)."""
+
+RECOMPILE_LIMIT = 64
+"""Every chunk shape, variant and precision is its own compiled graph; past torch's default
+limit of 8 per function, dynamo would silently run the rest eagerly."""
+
+
+def use_compile(setting: bool | str, device: torch.device, member_steps: int) -> bool:
+    """Whether to ``torch.compile`` the step, for the ``autoencoder.compile`` setting."""
+    if setting != "auto":
+        return bool(setting)
+    return device.type == "cuda" or member_steps >= COMPILE_MIN_MEMBER_STEPS
+
+
+# ---------------------------------------------------------------------------- threads
+
+PARALLEL_MIN_STEP_FLOPS = 0
+"""Placeholder, set below once measured."""
+
+
+def training_threads(spec: AESpec, config: Any, members: int) -> int:
+    """Torch threads for a CPU chunk of ``members`` members (see :func:`training_settings`)."""
+    return torch.get_num_threads()
+
+
+# ---------------------------------------------------------------------------- process settings
+
+_M_TOP_PAD = -2  # glibc <malloc.h>
+_GLIBC_TOP_PAD = 128 << 10  # glibc's default M_TOP_PAD (malloc-machine.h, mallopt(3))
+MALLOC_TOP_PAD = 256 << 20
+
+
+def _glibc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt  # noqa: B018 - absent off glibc (musl has no mallopt)
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+def _initial_top_pad() -> int:
+    """M_TOP_PAD as the process started: glibc's default unless the environment set it."""
+    for part in os.environ.get("GLIBC_TUNABLES", "").split(":"):
+        m = re.fullmatch(r"glibc\.malloc\.top_pad=(\d+)", part.strip())
+        if m:
+            return int(m.group(1))
+    env = os.environ.get("MALLOC_TOP_PAD_", "")
+    return int(env) if env.isdigit() else _GLIBC_TOP_PAD
+
+
+_top_pad_now: int | None = None  # what evosim last set (glibc has no way to read it back)
+
+
+@contextlib.contextmanager
+def malloc_top_pad(pad: int = MALLOC_TOP_PAD) -> Iterator[bool]:
+    """Ask glibc's malloc to keep ``pad`` bytes of freed heap instead of trimming it.
+
+    Every step frees and re-allocates the same few MB-sized activations; trimmed
+    memory comes back as fresh pages, each faulted and zeroed again (a third of the
+    step, bench/RESULTS.md). Yields whether the setting took (False off glibc); on exit
+    the pad goes back to what it was (glibc cannot report it, so "what it was" is the
+    value evosim last set, else the environment's, else glibc's default of 128 KiB).
+    """
+    global _top_pad_now
+    libc = _glibc()
+    if libc is None:
+        yield False
+        return
+    old = _initial_top_pad() if _top_pad_now is None else _top_pad_now
+    ok = bool(libc.mallopt(_M_TOP_PAD, int(pad)))
+    _top_pad_now = int(pad) if ok else old
+    try:
+        yield ok
+    finally:
+        if ok:
+            libc.mallopt(_M_TOP_PAD, old)
+            _top_pad_now = old
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch intra-op threads (None: leave as is), then restore the count."""
+    old = torch.get_num_threads()
+    if n is not None and n != old:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != old:
+            torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def dynamo_recompile_limit(limit: int = RECOMPILE_LIMIT) -> Iterator[None]:
+    """Raise dynamo's per-function recompile limit to at least ``limit``, then restore it."""
+    import torch._dynamo.config as dynamo_config
+
+    name = next(
+        (n for n in ("recompile_limit", "cache_size_limit") if hasattr(dynamo_config, n)), None
+    )  # cache_size_limit: the name before torch 2.6
+    if name is None:
+        yield
+        return
+    old = getattr(dynamo_config, name)
+    setattr(dynamo_config, name, max(old, limit))
+    try:
+        yield
+    finally:
+        setattr(dynamo_config, name, old)
+
+
+@contextlib.contextmanager
+def cuda_tf32(on: bool) -> Iterator[None]:
+    """TF32 matrix products on CUDA for the ``tf32`` precision, then restore the setting."""
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = on
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
+
+
+@contextlib.contextmanager
+def training_settings(
+    device: torch.device, *, precision: str = "fp32", compile: bool = False
+) -> Iterator[None]:
+    """Process-wide settings for training on ``device``, every one restored on exit.
+
+    On the CPU, glibc's malloc keeps freed memory (:func:`malloc_top_pad`); with ``compile``
+    dynamo may keep a graph per chunk shape (:data:`RECOMPILE_LIMIT`); on CUDA ``tf32``
+    turns on TF32 products. Thread counts are set per chunk (:func:`torch_threads`).
+    """
+    with contextlib.ExitStack() as stack:
+        if device.type == "cpu":
+            stack.enter_context(malloc_top_pad())
+        if compile:
+            stack.enter_context(dynamo_recompile_limit())
+        if device.type == "cuda":
+            stack.enter_context(cuda_tf32(precision == "tf32"))
+        yield
