@@ -129,7 +129,7 @@ def run(
     from evosim.analysis import analyse
     from evosim.meta import MetaResult, fit_meta_autoencoder
     from evosim.simulation import load_simulation, simulate, write_simulation
-    from evosim.train import AEBank, train_autoencoders
+    from evosim.train import load_bank, train_autoencoders
 
     out = prepare_run_dir(out, force=force, resume=resume)
     scenario = _with_device(scenario, device)
@@ -159,7 +159,7 @@ def run(
     runio.write_text(out / "scenario.yaml", dump_scenario(scenario))
 
     if done("train"):
-        bank = AEBank.load(out / "aes.pt")
+        bank = load_bank(out / "aes.pt")
     else:
         started = time.perf_counter()
         bank = train_autoencoders(

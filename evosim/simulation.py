@@ -16,6 +16,8 @@ Run-directory files written here::
     instances.npz        instances [S, N, D] float32 and species [S] (str), same order
     individuals.npz      population model only: nodes [n] (str) and node_i [P, k] genotypes
     population_log.csv   population model only: the engine's per-generation log
+    architectures.csv    several AE architectures only: species,architecture (the index
+                         into autoencoder.architectures), in species order
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ class Simulation:
         Node name -> ``[P, k]`` genotypes (population model), else None.
     population_log
         The population engine's log rows, else None.
+    architectures
+        ``[S]`` index into ``scenario.autoencoder.architectures`` of each species' AE
+        architecture, when the scenario lists several (assigned here, as part of the world:
+        ``by_clade`` reads the true tree), else None.
     """
 
     scenario: Scenario
@@ -71,6 +77,7 @@ class Simulation:
     instances: np.ndarray
     individuals: dict[str, np.ndarray] | None = None
     population_log: list[dict[str, Any]] | None = None
+    architectures: list[int] | None = None
     _extant: Any = field(default=None, repr=False, compare=False)
     _family: Family | None = field(default=None, repr=False, compare=False)
 
@@ -176,7 +183,23 @@ def simulate(scenario: Scenario, *, progress: bool = False) -> Simulation:
     sim.instances = _sample_instances(
         sim.family, sim.species, traits, individuals, progress=progress
     )
+    sim.architectures = _assign_architectures(scenario, sim)
     return sim
+
+
+def _assign_architectures(scenario: Scenario, sim: Simulation) -> list[int] | None:
+    archs = scenario.autoencoder.architectures
+    if len(archs) < 2:
+        return None
+    from evosim.train.architectures import assign_architectures
+
+    return assign_architectures(
+        sim.species,
+        len(archs),
+        assign=scenario.autoencoder.assign,
+        seed=scenario.seed,
+        tree=sim.extant_tree(),
+    )
 
 
 # ---------------------------------------------------------------------------- files
@@ -251,7 +274,36 @@ def write_simulation(sim: Simulation, out_dir: str | Path) -> list[Path]:
         )
     if sim.population_log is not None:
         paths.append(runio.write_text(out / "population_log.csv", _log_csv(sim.population_log)))
+    if sim.architectures is not None:
+        rows = "".join(f"{s},{int(a)}\n" for s, a in zip(sim.species, sim.architectures))
+        paths.append(runio.write_text(out / "architectures.csv", "species,architecture\n" + rows))
     return paths
+
+
+def _read_architectures(path: Path, species: list[str], n_architectures: int) -> list[int]:
+    from evosim.errors import FileFormatError
+
+    hint = "delete the run directory and run again"
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows or rows[0] != ["species", "architecture"]:
+        raise FileFormatError(f"{path}: expected the header species,architecture", hint=hint)
+    try:
+        names = [r[0] for r in rows[1:]]
+        index = [int(r[1]) for r in rows[1:]]
+    except (IndexError, ValueError):
+        raise FileFormatError(f"{path}: malformed row", hint=hint) from None
+    if names != species:
+        raise FileFormatError(
+            f"{path}: its species disagree with instances.npz ({len(names)} rows for "
+            f"{len(species)} species)",
+            hint=hint,
+        )
+    if any(not 0 <= a < n_architectures for a in index):
+        raise FileFormatError(
+            f"{path}: architecture indices must be in [0, {n_architectures})", hint=hint
+        )
+    return index
 
 
 def _read_traits(path: Path) -> dict[str, np.ndarray]:
@@ -328,6 +380,14 @@ def load_simulation(run_dir: str | Path) -> Simulation:
     population_log = None
     if (run_dir / "population_log.csv").exists():
         population_log = _read_log(run_dir / "population_log.csv")
+    architectures = None
+    n_archs = len(scenario.autoencoder.architectures)
+    if n_archs > 1:
+        if not (run_dir / "architectures.csv").exists():
+            raise FileNotFoundError(
+                f"{run_dir / 'architectures.csv'} (the scenario lists several AE architectures)"
+            )
+        architectures = _read_architectures(run_dir / "architectures.csv", species, n_archs)
     return Simulation(
         scenario=scenario,
         tree=tree,
@@ -336,4 +396,5 @@ def load_simulation(run_dir: str | Path) -> Simulation:
         instances=instances,
         individuals=individuals,
         population_log=population_log,
+        architectures=architectures,
     )

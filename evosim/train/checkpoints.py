@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +66,21 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     hint = f"delete {path.parent} and rerun with --resume"
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for damaged or unsafe files
+        with warnings.catch_warnings():  # e.g. about the pickle protocol of a foreign file
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise FileFormatError(
+            f"{path}: not a training checkpoint (it holds objects other than tensors and "
+            "plain data; refused without loading them)",
+            hint=hint,
+        ) from None
+    except Exception as exc:  # torch raises several types for damaged files
         reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
         raise FileFormatError(
-            f"{path}: not a training checkpoint ({type(exc).__name__}: {reason})", hint=hint
+            f"{path}: not a training checkpoint (unreadable or truncated: "
+            f"{type(exc).__name__}: {reason})",
+            hint=hint,
         ) from None
     if not isinstance(obj, dict) or not isinstance(obj.get("fingerprint"), str):
         raise FileFormatError(f"{path}: not a training checkpoint (no fingerprint)", hint=hint)
