@@ -33,6 +33,7 @@ ADAM_EPS = 1e-8
 CURVE_POINTS = 50
 ROW_BLOCK_STEPS = 64  # minibatch rows are drawn this many steps at a time ...
 ROW_BLOCK_ELEMS = 1 << 20  # ... or fewer, to stay under this many indices
+EVAL_ELEMS = 1 << 24  # evaluation runs in blocks of about this many input and hidden values
 
 
 def loss_weights(config: Any) -> types.SimpleNamespace:
@@ -273,7 +274,7 @@ class BatchedTrainer:
     # -- results -------------------------------------------------------------------------
 
     @torch.no_grad()
-    def evaluate(self, index: torch.Tensor, max_elems: int = 1 << 24) -> np.ndarray:
+    def evaluate(self, index: torch.Tensor, max_elems: int = EVAL_ELEMS) -> np.ndarray:
         """``[M]`` reconstruction MSE of the deterministic reconstruction.
 
         ``index`` is ``[M, n]`` instance indices within each member's species; NaN if n = 0.

@@ -4,8 +4,8 @@ Everything here decides *how* to train, never *what*: a member's AE does not dep
 chunking, and the compile decision and the chunk plan depend only on the config and the
 data's size (the CPU chunk cap is a constant, not the machine's cache size), so a resumed
 run decides the same. :func:`training_settings` sets the few process-wide knobs training
-wants (glibc's malloc top pad, torch's thread count, dynamo's recompile limit, TF32) and
-puts every one of them back when training ends.
+wants (glibc's malloc top pad, dynamo's recompile limit, TF32) and puts every one of them
+back when training ends.
 """
 
 from __future__ import annotations
@@ -30,11 +30,10 @@ __all__ = [
     "chunk_size",
     "cpu_chunk_cap",
     "use_compile",
-    "training_threads",
     "training_settings",
+    "openmp_wait_policy",
     "CPU_STEP_BYTES",
     "COMPILE_MIN_MEMBER_STEPS",
-    "PARALLEL_MIN_STEP_FLOPS",
 ]
 
 log = logging.getLogger(__name__)
@@ -84,6 +83,24 @@ def _result_bytes(spec: AESpec, config: Any) -> int:
     return 2 * 4 * spec.n_params + losses
 
 
+def _chunk_bytes(spec: AESpec, config: Any, n: int, members: int) -> int:
+    """Peak bytes of a chunk of ``members`` members, training or being evaluated."""
+    from evosim.train.engine import EVAL_ELEMS, ROW_BLOCK_ELEMS, ROW_BLOCK_STEPS
+
+    reps = config.replicates
+    b = config.batch_size
+    # the minibatch rows of a block of steps, int64, and the counter hash's temporaries
+    hashing = 8 * 8 * min(ROW_BLOCK_ELEMS, ROW_BLOCK_STEPS * members * b)
+    checkpoint = 3 * 4 * spec.n_params * members  # parameters and moments, copied
+    train = members * estimate_member_bytes(spec, config, n, reps) + hashing + checkpoint
+    # evaluation: blocks of instances through the deterministic reconstruction
+    n_train = n - int(round(n * config.validation_fraction))
+    block = min(n_train, max(1, EVAL_ELEMS // (members * (spec.input_dim + sum(spec.hidden)))))
+    values = sum(spec.encoder_widths) + sum(spec.decoder_widths) + 2 * spec.input_dim
+    evaluate = 4 * members * block * values
+    return max(train, evaluate)
+
+
 def estimate_training_bytes(
     config: Any,
     n_species: int,
@@ -101,36 +118,40 @@ def estimate_training_bytes(
     ----------
     config
         The ``autoencoder`` section (an :class:`~evosim.scenario.AutoencoderConfig`);
-        every architecture of ``architectures`` is counted at its largest.
+        with ``architectures``, the largest architecture's chunk is counted.
     n_species, n_instances, dim
         S, N and D of the instances ``[S, N, D]`` to train on.
     device
         Where training runs. On the CPU, chunks are capped (:func:`cpu_chunk_cap`); on CUDA
-        a chunk fills up to 60% of the free memory, so only the host side is bounded here.
+        a chunk fills up to 60% of the free device memory, so only host memory is bounded
+        here.
 
     Returns
     -------
     int
-        Bytes: the float32 instances themselves (``4 S N D``), the train/validation split
-        tables, the largest chunk in training (:func:`estimate_member_bytes` per member),
-        every finished member's parameters (held per chunk, then stacked into the bank)
-        and a checkpoint's copy of a chunk's state. Not counted: the interpreter and its
+        Host bytes: the float32 instances themselves (``4 S N D``), the members'
+        train/validation/sampling index tables, every finished member's parameters (held per
+        chunk, then stacked into the bank), and 1.5 times the largest chunk's peak (its
+        parameters, Adam state, activations and minibatch indices while it trains, a
+        checkpoint's copy of its state, or its evaluation blocks; the 1.5 covers the
+        allocator keeping freed memory between chunks). Not counted: the interpreter and its
         libraries (about 0.3-0.5 GB with torch loaded) and ``torch.compile``'s compiler.
-        ``bench/RESULTS.md`` compares it with measured peak memory.
+        Measured peaks are 0.4-0.8 of this (bench/RESULTS.md).
     """
     device = torch.device(device)
     reps = config.replicates
     members = n_species * reps
     data = 4 * n_species * n_instances * dim
-    splits = 3 * 8 * members * n_instances  # train, validation and sampling tables, int64
+    splits = 8 * members * (2 * n_instances)  # train + validation, and the sampling table
     worst = 0
     for arch in _architectures(config):
         spec = AESpec.from_config(arch, dim)
-        per = estimate_member_bytes(spec, config, n_instances, reps) * reps
-        size = min(n_species, chunk_size(spec, config, n_instances, device, available=None))
-        chunk = size * per if device.type == "cpu" else 0
-        checkpoint = size * reps * 4 * spec.n_params * 3  # params and two moments, copied
-        worst = max(worst, chunk + checkpoint + members * _result_bytes(spec, config))
+        kept = members * _result_bytes(spec, config)
+        chunk = 0
+        if device.type == "cpu":
+            size = min(n_species, chunk_size(spec, config, n_instances, device, available=None))
+            chunk = _chunk_bytes(spec, config, n_instances, size * reps)
+        worst = max(worst, kept + int(1.5 * chunk))
     return int(data + splits + worst)
 
 
@@ -211,13 +232,22 @@ def use_compile(setting: bool | str, device: torch.device, member_steps: int) ->
 
 # ---------------------------------------------------------------------------- threads
 
-PARALLEL_MIN_STEP_FLOPS = 0
-"""Placeholder, set below once measured."""
 
+def openmp_wait_policy() -> str:
+    """How torch's OpenMP threads wait at a barrier, as the environment tells the runtime.
 
-def training_threads(spec: AESpec, config: Any, members: int) -> int:
-    """Torch threads for a CPU chunk of ``members`` members (see :func:`training_settings`)."""
-    return torch.get_num_threads()
+    ``"passive"`` (sleep at once), ``"active"`` (spin), ``"spin N"`` (``GOMP_SPINCOUNT``) or
+    ``"default"``: libgomp's, spin about 3 ms, then sleep. The runtime reads this once, when
+    torch is first imported; ``import evosim`` before torch sets ``OMP_WAIT_POLICY=PASSIVE``
+    unless the user set a policy. Spinning threads starve each other on a busy machine: with
+    another process busy on one of two cores, two spinning threads trained 6-30x slower than
+    one thread, while two passive threads were not slower than one (bench/RESULTS.md).
+    """
+    spin = os.environ.get("GOMP_SPINCOUNT")
+    if spin:
+        return f"spin {spin.strip()}"
+    policy = os.environ.get("OMP_WAIT_POLICY", "").strip().lower()
+    return policy if policy in ("passive", "active") else "default"
 
 
 # ---------------------------------------------------------------------------- process settings
@@ -278,19 +308,6 @@ def malloc_top_pad(pad: int = MALLOC_TOP_PAD) -> Iterator[bool]:
 
 
 @contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run with ``n`` torch intra-op threads (None: leave as is), then restore the count."""
-    old = torch.get_num_threads()
-    if n is not None and n != old:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != old:
-            torch.set_num_threads(old)
-
-
-@contextlib.contextmanager
 def dynamo_recompile_limit(limit: int = RECOMPILE_LIMIT) -> Iterator[None]:
     """Raise dynamo's per-function recompile limit to at least ``limit``, then restore it."""
     import torch._dynamo.config as dynamo_config
@@ -328,7 +345,8 @@ def training_settings(
 
     On the CPU, glibc's malloc keeps freed memory (:func:`malloc_top_pad`); with ``compile``
     dynamo may keep a graph per chunk shape (:data:`RECOMPILE_LIMIT`); on CUDA ``tf32``
-    turns on TF32 products. Thread counts are set per chunk (:func:`torch_threads`).
+    turns on TF32 products. Torch's thread count is left as the caller set it; how its
+    threads wait is the OpenMP runtime's (:func:`openmp_wait_policy`), fixed when torch loads.
     """
     with contextlib.ExitStack() as stack:
         if device.type == "cpu":

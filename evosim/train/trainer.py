@@ -46,9 +46,8 @@ from evosim.train.data import member_splits, noise_pool, reference_inputs, resol
 from evosim.train.engine import BatchedTrainer
 from evosim.train.resources import (
     chunk_size,
-    torch_threads,
+    openmp_wait_policy,
     training_settings,
-    training_threads,
     use_compile,
 )
 from evosim.train.spec import AESpec
@@ -253,7 +252,7 @@ def train_autoencoders(
     the whole run) to repay the compile time. Eager and compiled steps agree to float
     rounding, not bit for bit; the choice depends only on the config and the data's size,
     so a resumed run makes the same one. Process-wide settings training changes (glibc's
-    malloc top pad on Linux, torch's thread count, dynamo's recompile limit, TF32) are
+    malloc top pad on Linux, dynamo's recompile limit, TF32) are
     restored when it ends (:func:`~evosim.train.resources.training_settings`).
     """
     if isinstance(config, dict):
@@ -270,6 +269,12 @@ def train_autoencoders(
         log.info("precision tf32 applies to CUDA only; training in fp32 on %s", device)
         precision = "fp32"
     compile_step = use_compile(config.compile, device, s_count * reps * config.steps)
+    if device.type == "cpu" and torch.get_num_threads() > 1 and openmp_wait_policy() != "passive":
+        log.info(
+            "torch's OpenMP threads spin while they wait (wait policy %s): on a busy machine "
+            "set OMP_WAIT_POLICY=PASSIVE before torch is imported, or use one thread",
+            openmp_wait_policy(),
+        )
 
     archs = architecture_configs(config)
     if len(archs) == 1:
@@ -408,11 +413,7 @@ def _train_group(
             continue
         out_of_memory = False
         try:
-            threads = (
-                training_threads(spec, config, (b - a) * reps) if device.type == "cpu" else None
-            )
-            with torch_threads(threads):
-                results[(a, b)] = train_chunk(plan, a, b, bar=bar, callback=callback)
+            results[(a, b)] = train_chunk(plan, a, b, bar=bar, callback=callback)
         except _OOM:
             if b - a == 1:
                 raise
