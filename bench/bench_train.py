@@ -82,13 +82,15 @@ class TorchAdamTrainer(BatchedTrainer):
 
     def __init__(self, *args, impl: str = "fused", **kwargs):
         super().__init__(*args, **kwargs)
+        # "fused-sync": mask only once a member has died (a host sync per step on CUDA)
+        self.lazy_mask = impl == "fused-sync"
         self.opt = torch.optim.Adam(
             self.state.params,
             lr=self.config.lr,
             betas=BETAS,
             eps=ADAM_EPS,
             foreach=impl == "foreach",
-            fused=impl == "fused",
+            fused=impl.startswith("fused"),
         )
         self._set_compiled(self.compiled)
 
@@ -104,6 +106,13 @@ class TorchAdamTrainer(BatchedTrainer):
         m = alive.shape[0]
         for g in grads:
             alive = alive & torch.isfinite(g.reshape(m, -1).sum(1))
+        if self.lazy_mask and bool(alive.all()):
+            for p, g in zip(params, grads):
+                p.grad = g + wd * p if wd else g
+            self.opt.step()
+            for p in params:
+                p.grad = None
+            return alive
         keep = [alive.view(-1, *([1] * (p.dim() - 1))) for p in params]
         for p, g, k in zip(params, grads, keep):
             if wd:
@@ -506,6 +515,7 @@ ADAMS = [
     ("evosim (hand-written, masked)", "evosim"),
     ("torch.optim.Adam foreach", "foreach"),
     ("torch.optim.Adam fused", "fused"),
+    ("fused, masking only after a death", "fused-sync"),
 ]
 
 
@@ -513,20 +523,29 @@ def adam_table(args: argparse.Namespace) -> None:
     """evosim's batched Adam against torch.optim.Adam on the stacked parameters, on the CPU.
 
     Same step otherwise (objective, masking of diverged members); eager and compiled
-    objective. Cells are timed in rotation, ``--repeats`` rounds, and each reports the best
-    and the spread (max/min - 1) of its rounds: a difference smaller than the spread is noise.
+    objective. In each of ``--repeats`` rounds every variant runs ``--steps`` steps, back to
+    back, in an order that rotates between rounds; a cell is the variant's best round, and
+    the ratio columns are the median over rounds of the variant's time relative to evosim's
+    in the same round, with the range of those per-round ratios: a paired comparison, so
+    that load drifting between rounds cancels. A median whose range straddles 1 is noise.
     """
     device = torch.device("cpu")
     species = args.species or ([64] if args.quick else [64, 253])
     steps = args.steps or (10 if args.quick else 40)
     rounds = max(3, args.repeats)
+    others = [(label, key) for label, key in ADAMS if key != "evosim"]
     print(
         f"\n## cpu: Adam implementations; AE {args.arch}, batch {args.batch}, "
-        f"{torch.get_num_threads()} thread(s), best of {rounds} rounds (spread in brackets)\n"
+        f"{torch.get_num_threads()} thread(s), {rounds} rounds of {steps} steps\n"
     )
-    head = "| species | objective | " + " | ".join(label for label, _ in ADAMS)
-    print(head + " | torch best / evosim |")
-    print("|---:|---|" + "---:|" * (len(ADAMS) + 1))
+    print(
+        "| species | objective | "
+        + " | ".join(f"{label} species-steps/s" for label, _ in ADAMS)
+        + " | "
+        + " | ".join(f"{label} / evosim speed (range)" for label, _ in others)
+        + " |"
+    )
+    print("|---:|---|" + "---:|" * (len(ADAMS) + len(others)))
     for s in species:
         for comp in (False, True):
             times: dict[str, list[float]] = {key: [] for _, key in ADAMS}
@@ -539,19 +558,22 @@ def adam_table(args: argparse.Namespace) -> None:
             for tr in trainers.values():
                 for _ in range(5 if comp else 2):
                     tr.step()
-            for _ in range(rounds):
-                for key, tr in trainers.items():
+            keys = list(trainers)
+            for r in range(rounds):
+                for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
+                    tr = trainers[key]
                     t0 = time.perf_counter()
                     for _ in range(steps):
                         tr.step()
                     times[key].append((time.perf_counter() - t0) / steps)
-            rate = {k: s / min(v) for k, v in times.items()}
-            cells = " | ".join(
-                f"{rate[k]:,.0f} [{max(times[k]) / min(times[k]) - 1:.0%}]" for _, k in ADAMS
-            )
-            best_torch = max(rate["foreach"], rate["fused"])
+            cells = " | ".join(f"{s / min(times[k]):,.0f}" for _, k in ADAMS)
+            ratios = []
+            for _, k in others:
+                per_round = sorted(e / t for e, t in zip(times["evosim"], times[k]))
+                med = per_round[len(per_round) // 2]
+                ratios.append(f"{med:.2f} ({per_round[0]:.2f}-{per_round[-1]:.2f})")
             label = "compiled" if comp else "eager"
-            print(f"| {s:,} | {label} | {cells} | {best_torch / rate['evosim']:.2f} |", flush=True)
+            print(f"| {s:,} | {label} | {cells} | {' | '.join(ratios)} |", flush=True)
 
 
 POLICIES = [

@@ -366,6 +366,13 @@ def adam_update(
     A member with a non-finite gradient dies here. A dead member's gradient is replaced
     by 0 before it reaches the moments (so its NaNs stay out) and its update is masked, so
     its parameters stay exactly where they were. Returns the ``[M]`` live mask.
+
+    Why not ``torch.optim.Adam`` over the stacked parameters: ``bench_train.py --adam``
+    (1 thread, paired rounds, median speed relative to this, range over 9 rounds) measured
+    ``fused`` 0.84 (0.71-0.98) and ``foreach`` 0.88 (0.67-1.07) at 64 species with the
+    compiled step, where this update compiles into the same kernels as its masking; equal
+    within noise in the other cells (64 eager, 253 eager and compiled). Masking only after
+    a death (equal within noise) needs a host sync every step on CUDA.
     """
     beta1, beta2 = BETAS
     for g in grads:  # a sum is non-finite iff an element is (or it overflows: diverging too)
