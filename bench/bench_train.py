@@ -579,6 +579,7 @@ def adam_table(args: argparse.Namespace) -> None:
 POLICIES = [
     ("spin ~3 ms (libgomp default; before)", {"GOMP_SPINCOUNT": "300000"}),
     ("passive (evosim's default; after)", {"OMP_WAIT_POLICY": "PASSIVE"}),
+    ("short spin (GOMP_SPINCOUNT=10000, ~0.1 ms)", {"GOMP_SPINCOUNT": "10000"}),
 ]
 
 

@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import logging
+import math
 import os
 import re
 import sys
@@ -149,7 +150,7 @@ def estimate_training_bytes(
         kept = members * _result_bytes(spec, config)
         chunk = 0
         if device.type == "cpu":
-            size = min(n_species, chunk_size(spec, config, n_instances, device, available=None))
+            size = min(n_species, chunk_size(spec, config, n_instances, device, available=math.inf))
             chunk = _chunk_bytes(spec, config, n_instances, size * reps)
         worst = max(worst, kept + int(1.5 * chunk))
     return int(data + splits + worst)
@@ -189,24 +190,21 @@ def chunk_size(
     n: int,
     device: torch.device,
     *,
-    available: int | None = -1,
+    available: float | None = None,
 ) -> int:
     """Species per chunk: what fits the device, and on the CPU at most :func:`cpu_chunk_cap`.
 
-    ``available`` is the memory to plan with (default: measured now, 60% of free CUDA
-    memory or a quarter of the free host memory); ``None`` plans for unlimited memory.
+    ``available`` is the memory to plan with, in bytes (default: measured now, 60% of the
+    free CUDA memory or a quarter of the free host memory; ``math.inf``: no limit).
     """
     per_species = estimate_member_bytes(spec, config, n, config.replicates) * config.replicates
     if available is None:
-        size = 1 << 62
-    else:
-        if available == -1:
-            if device.type == "cuda":
-                free, _ = torch.cuda.mem_get_info(device)
-                available = int(0.6 * free)
-            else:
-                available = _available_bytes() // 4
-        size = max(1, int(available // per_species))
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            available = 0.6 * free
+        else:
+            available = _available_bytes() / 4
+    size = 1 << 62 if math.isinf(available) else max(1, int(available // per_species))
     if device.type == "cpu":
         size = min(size, cpu_chunk_cap(spec, config.batch_size, config.replicates))
     return size
