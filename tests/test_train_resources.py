@@ -36,14 +36,15 @@ def test_training_settings_restore_what_they_change(monkeypatch):
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     monkeypatch.delenv("MALLOC_TOP_PAD_", raising=False)
     name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
-    monkeypatch.setattr(dynamo_config, name, 8)
     threads = torch.get_num_threads()
-    with resources.training_settings(torch.device("cpu"), compile=True):
-        assert getattr(dynamo_config, name) == resources.RECOMPILE_LIMIT
-        assert libc.calls == [(-2, resources.MALLOC_TOP_PAD)]
-        with resources.malloc_top_pad(1 << 20):  # nested: back to the outer pad after
-            pass
-    assert getattr(dynamo_config, name) == 8
+    # (not monkeypatch: undoing it deletes a dynamo config entry instead of restoring it)
+    with dynamo_config.patch(**{name: 8}):
+        with resources.training_settings(torch.device("cpu"), compile=True):
+            assert getattr(dynamo_config, name) == resources.RECOMPILE_LIMIT
+            assert libc.calls == [(-2, resources.MALLOC_TOP_PAD)]
+            with resources.malloc_top_pad(1 << 20):  # nested: back to the outer pad after
+                pass
+        assert getattr(dynamo_config, name) == 8
     assert torch.get_num_threads() == threads
     # M_TOP_PAD cannot be read back from glibc: it returns to glibc's default of 128 KiB
     assert libc.calls == [
