@@ -46,13 +46,17 @@ import subprocess
 import sys
 import time
 
-import torch
+# as `import evosim` does, before torch starts its OpenMP runtime: waiting threads sleep
+if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(os.environ):
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
-from evosim.scenario import AutoencoderConfig
-from evosim.train import model, streams
-from evosim.train.engine import ADAM_EPS, BETAS, BatchedTrainer
-from evosim.train.resources import cpu_chunk_cap, malloc_top_pad
-from evosim.train.spec import AESpec
+import torch  # noqa: E402
+
+from evosim.scenario import AutoencoderConfig  # noqa: E402
+from evosim.train import model, streams  # noqa: E402
+from evosim.train.engine import ADAM_EPS, BETAS, BatchedTrainer  # noqa: E402
+from evosim.train.resources import cpu_chunk_cap, malloc_top_pad  # noqa: E402
+from evosim.train.spec import AESpec  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
