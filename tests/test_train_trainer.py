@@ -515,3 +515,13 @@ def test_cpu_chunks_are_capped_to_stay_in_cache(monkeypatch):
         capped,
         train_autoencoders(x, config.model_copy(update={"chunk_size": 7}), seed=2, progress=False),
     )
+
+
+def test_loss_weights_carry_every_scalar_field():
+    # a variant's new weight (a new scalar field of the section) reaches the objective as is
+    config = types.SimpleNamespace(kl_weight=0.5, new_weight=2.0, name="x", hidden=[3], chunk=None)
+    w = engine.loss_weights(config)
+    assert (w.kl_weight, w.new_weight, w.name) == (0.5, 2.0, "x")
+    assert not hasattr(w, "hidden") and not hasattr(w, "chunk")
+    full = engine.loss_weights(cfg(corruption=0.3, sparsity="kl"))
+    assert (full.corruption, full.sparsity, full.lr) == (0.3, "kl", 3e-3)

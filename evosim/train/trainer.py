@@ -3,8 +3,8 @@
 All members' parameters are stacked (``[M, in, out]``) and driven by batched matrix
 products; the objective is the sum of the members' losses, so each member's gradient
 is its own, and Adam is elementwise, so this is mathematically M independent
-trainings (DESIGN.md, "Batched training"). What a member sees depends only on
-``(seed, species name, replicate)``: its initial weights (:func:`model.init_params`),
+trainings. What a member sees depends only on ``(seed, species name, replicate)``: its
+initial weights (:func:`model.init_params`),
 its train/validation split and bootstrap sample, and at every step its minibatch and
 noise (:mod:`evosim.train.streams`, counter-based, so no generator state exists to
 checkpoint). Hence a species' AE is the same whether trained among 4 or 64 species,
