@@ -114,3 +114,25 @@ def test_truncated_and_foreign_checkpoints_are_refused(tmp_path):
     fresh = train_autoencoders(data(), config, seed=3, progress=False)
     for k in fresh.params:
         assert torch.equal(other.params[k], fresh.params[k])
+
+
+def test_a_running_checkpoint_of_the_wrong_shape_is_refused(tmp_path):
+    config = cfg(steps=8)
+
+    class _Stop(Exception):
+        pass
+
+    def stop(event):
+        if event.step == 5:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        train_autoencoders(
+            data(), config, seed=1, checkpoint_dir=tmp_path, progress=False, callback=stop
+        )
+    running = tmp_path / "ae-running.pt"
+    obj = load_checkpoint(running)  # its own fingerprint: it would be resumed
+    obj["state"]["params"][0] = torch.zeros(2, 2)
+    torch.save(obj, running)
+    with pytest.raises(FileFormatError, match="running checkpoint does not match"):
+        train_autoencoders(data(), config, seed=1, checkpoint_dir=tmp_path, progress=False)

@@ -32,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from evosim.devices import resolve_device
+from evosim.errors import FileFormatError
 from evosim.train import model as _model
 from evosim.train import streams
 from evosim.train.architectures import (
@@ -167,7 +168,13 @@ def train_chunk(
     ckpt = plan.checkpoints
     running = ckpt.running(a, b)
     if running is not None:
-        trainer.load_state_dict(running["state"])
+        try:
+            trainer.load_state_dict(running["state"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise FileFormatError(
+                f"{ckpt.dir}: the running checkpoint does not match this training ({exc})",
+                hint=f"delete {ckpt.dir} and rerun with --resume",
+            ) from None
         log.info("resuming species %d..%d at step %d", a, b, trainer.state.step)
     m = trainer.m
     if bar is not None:
@@ -441,8 +448,6 @@ def _train_group(
         }
         diverged = np.concatenate([torch.as_tensor(r["diverged"]).numpy() for r in order])
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
-        from evosim.errors import FileFormatError
-
         raise FileFormatError(
             f"{checkpoint_dir}: a chunk checkpoint does not match this training ({exc})",
             hint=f"delete {checkpoint_dir} and rerun with --resume",
