@@ -55,7 +55,11 @@ import torch  # noqa: E402
 from evosim.scenario import AutoencoderConfig  # noqa: E402
 from evosim.train import model, streams  # noqa: E402
 from evosim.train.engine import ADAM_EPS, BETAS, BatchedTrainer  # noqa: E402
-from evosim.train.resources import cpu_chunk_cap, malloc_top_pad  # noqa: E402
+from evosim.train.resources import (  # noqa: E402
+    cpu_chunk_cap,
+    dynamo_recompile_limit,
+    malloc_top_pad,
+)
 from evosim.train.spec import AESpec  # noqa: E402
 
 
@@ -311,6 +315,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    # as training does (every chunk shape and precision is its own compiled graph); this
+    # process ends with the tables, so the setting need not be undone
+    dynamo_recompile_limit().__enter__()
     if args._stage is not None:
         return _ablation_stage(args)
     if args._cell:
