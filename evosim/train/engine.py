@@ -368,11 +368,12 @@ def adam_update(
     its parameters stay exactly where they were. Returns the ``[M]`` live mask.
 
     Why not ``torch.optim.Adam`` over the stacked parameters: ``bench_train.py --adam``
-    (1 thread, paired rounds, median speed relative to this, range over 9 rounds) measured
-    ``fused`` 0.84 (0.71-0.98) and ``foreach`` 0.88 (0.67-1.07) at 64 species with the
-    compiled step, where this update compiles into the same kernels as its masking; equal
-    within noise in the other cells (64 eager, 253 eager and compiled). Masking only after
-    a death (equal within noise) needs a host sync every step on CUDA.
+    (1 thread, median over 9 paired rounds of its speed relative to this, with the range)
+    measured, with the compiled step, ``fused`` 0.81 (0.59-0.89) and ``foreach`` 0.88
+    (0.82-0.93) at 64 species and 0.85 / 0.90 (ranges across 1) at 253: this update compiles
+    together with its masking, torch's needs separate masking passes. Eager, equal within
+    noise. Masking only after a death (equal within noise) needs a host sync every step on
+    CUDA. Figures in bench/RESULTS.md.
     """
     beta1, beta2 = BETAS
     for g in grads:  # a sum is non-finite iff an element is (or it overflows: diverging too)
