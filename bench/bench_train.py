@@ -1,7 +1,7 @@
 """Benchmark the batched AE trainer against the naive per-species loop.
 
 For each available device (or ``--device``), one table: species-steps/s of the batched
-trainer (:class:`evosim.train.trainer.BatchedTrainer`, every species in one stacked model)
+trainer (:class:`evosim.train.engine.BatchedTrainer`, every species in one stacked model)
 and of the naive loop (one ``torch.nn.Module`` + ``torch.optim.Adam`` per species, the
 same model, batch size and data), and their ratio, at 64 .. 8,192 species. The naive
 loop's cost is the same per species-step whatever the species count, so it is measured
@@ -22,7 +22,7 @@ On the CPU each row has three batched columns: the eager fp32 step, the step und
 master weights). The naive loop is timed with one thread and with ``--threads`` (it is
 usually fastest with one: its products are too small to split) and every ratio is taken
 against the faster of the two, so more threads never flatter a ratio. Both run after
-:func:`evosim.train.trainer.keep_freed_memory`, as in training.
+:func:`evosim.train.resources.malloc_top_pad`, as in training.
 
 The CPU is shared with whatever else runs on the machine; numbers on a busy machine are
 low and noisy (each row is the best of ``--repeats`` timings).
@@ -33,6 +33,8 @@ Usage::
     python bench/bench_train.py --quick        # 64 and 256 species, fewer steps
     python bench/bench_train.py --device cpu --threads 1 --batch 32
     python bench/bench_train.py --ablation --threads 1   # each CPU speed fix, cumulatively
+    python bench/bench_train.py --adam --threads 1       # evosim's Adam vs torch.optim.Adam
+    python bench/bench_train.py --contended              # 1 vs 2 threads beside a busy core
 """
 
 from __future__ import annotations
@@ -44,12 +46,21 @@ import subprocess
 import sys
 import time
 
-import torch
+# as `import evosim` does, before torch starts its OpenMP runtime: waiting threads sleep
+if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(os.environ):
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
-from evosim.scenario import AutoencoderConfig
-from evosim.train import model, streams
-from evosim.train.spec import AESpec
-from evosim.train.trainer import BatchedTrainer, cpu_chunk_cap, keep_freed_memory
+import torch  # noqa: E402
+
+from evosim.scenario import AutoencoderConfig  # noqa: E402
+from evosim.train import model, streams  # noqa: E402
+from evosim.train.engine import ADAM_EPS, BETAS, BatchedTrainer  # noqa: E402
+from evosim.train.resources import (  # noqa: E402
+    cpu_chunk_cap,
+    dynamo_recompile_limit,
+    malloc_top_pad,
+)
+from evosim.train.spec import AESpec  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -69,6 +80,62 @@ def _config(arch: str, batch: int, steps: int, precision: str = "fp32") -> Autoe
     )
 
 
+class TorchAdamTrainer(BatchedTrainer):
+    """The step with ``torch.optim.Adam`` (``foreach`` or ``fused``) over the stacked parameters.
+
+    A diverged member is frozen as in the engine: its gradient rows are zeroed, and so are
+    its moment rows (multiplied by the live mask every step), so Adam's update of its rows is
+    exactly 0. For the side-by-side comparison of the optimizer only.
+    """
+
+    def __init__(self, *args, impl: str = "fused", **kwargs):
+        super().__init__(*args, **kwargs)
+        # "fused-sync": mask only once a member has died (a host sync per step on CUDA)
+        self.lazy_mask = impl == "fused-sync"
+        self.opt = torch.optim.Adam(
+            self.state.params,
+            lr=self.config.lr,
+            betas=BETAS,
+            eps=ADAM_EPS,
+            foreach=impl == "foreach",
+            fused=impl.startswith("fused"),
+        )
+        self._set_compiled(self.compiled)
+
+    def _set_compiled(self, on: bool) -> None:
+        super()._set_compiled(on)
+        if hasattr(self, "opt"):
+            # compiled: the masking and torch's Adam traced together (PyTorch's "compiled
+            # optimizer"); fused Adam is one kernel already and runs as it is
+            fn = self._torch_adam
+            self._adam = torch.compile(fn) if on and not self.opt.defaults["fused"] else fn
+
+    def _torch_adam(self, params, grads, exp_avg, exp_avg_sq, alive, step_size, bc2, wd):
+        m = alive.shape[0]
+        for g in grads:
+            alive = alive & torch.isfinite(g.reshape(m, -1).sum(1))
+        if self.lazy_mask and bool(alive.all()):
+            for p, g in zip(params, grads):
+                p.grad = g + wd * p if wd else g
+            self.opt.step()
+            for p in params:
+                p.grad = None
+            return alive
+        keep = [alive.view(-1, *([1] * (p.dim() - 1))) for p in params]
+        for p, g, k in zip(params, grads, keep):
+            if wd:
+                g = g + wd * p
+            p.grad = torch.where(k, g, torch.zeros_like(g))
+        if self.opt.state:
+            f = [k.to(p.dtype) for k, p in zip(keep, params)]
+            torch._foreach_mul_([self.opt.state[p]["exp_avg"] for p in params], f)
+            torch._foreach_mul_([self.opt.state[p]["exp_avg_sq"] for p in params], f)
+        self.opt.step()
+        for p in params:
+            p.grad = None
+        return alive
+
+
 def _trainer(
     s: int,
     arch: str,
@@ -78,6 +145,7 @@ def _trainer(
     device: torch.device,
     precision: str = "fp32",
     compile: bool = False,
+    adam: str = "evosim",
 ) -> BatchedTrainer:
     d, _, _ = _arch(arch)
     config = _config(arch, batch, steps, precision)
@@ -86,7 +154,11 @@ def _trainer(
     g = torch.Generator().manual_seed(0)
     data = torch.randn(s, n, d, generator=g)
     table = torch.arange(n).repeat(s, 1)
-    return BatchedTrainer(
+    cls = BatchedTrainer
+    extra = {}
+    if adam != "evosim":
+        cls, extra = TorchAdamTrainer, {"impl": adam}
+    return cls(
         spec,
         config,
         data,
@@ -97,6 +169,7 @@ def _trainer(
         device=device,
         precision=precision,
         compile=compile,
+        **extra,
     )
 
 
@@ -110,10 +183,11 @@ def time_batched(
     repeats: int,
     precision: str = "fp32",
     compile: bool = False,
+    adam: str = "evosim",
 ) -> float:
     """Seconds per step of the batched trainer with ``s`` species (best of ``repeats``)."""
     warm = 5 if compile else 2
-    tr = _trainer(s, arch, batch, warm + steps * repeats, n, device, precision, compile)
+    tr = _trainer(s, arch, batch, warm + steps * repeats, n, device, precision, compile, adam)
     for _ in range(warm):
         tr.step()
     best = float("inf")
@@ -224,21 +298,43 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="CPU: the step with each speed fix added in turn (64 species)",
     )
+    p.add_argument(
+        "--adam",
+        action="store_true",
+        help="CPU: evosim's batched Adam against torch.optim.Adam (foreach, fused), side by side",
+    )
+    p.add_argument(
+        "--contended",
+        action="store_true",
+        help="CPU: 1 and 2 threads, quiet and beside a busy process pinned to one core, "
+        "for each OpenMP wait policy",
+    )
     p.add_argument("--_stage", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--_cell", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--_compile", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    # as training does (every chunk shape and precision is its own compiled graph); this
+    # process ends with the tables, so the setting need not be undone
+    dynamo_recompile_limit().__enter__()
     if args._stage is not None:
         return _ablation_stage(args)
+    if args._cell:
+        return _contended_cell(args)
     if args.ablation:
         return ablation(args)
+    if args.adam:
+        return adam_table(args)
+    if args.contended:
+        return contended(args)
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     species = args.species or ([64, 256] if args.quick else [64, 256, 1024, 4096, 8192])
     print(
         f"# bench_train: torch {torch.__version__}, python {sys.version.split()[0]}, "
         f"{os.cpu_count()} CPUs (shared machine: other jobs may be running)"
     )
-    keep_freed_memory()
+    malloc_top_pad().__enter__()  # as training does; this process ends with the tables
     for name in devices:
         device = torch.device(name)
         cuda = device.type == "cuda"
@@ -401,17 +497,17 @@ def ablation(args: argparse.Namespace) -> None:
 def _ablation_stage(args: argparse.Namespace) -> None:
     import torch.nn.functional as F
 
-    from evosim.train import ops, trainer
+    from evosim.train import engine, ops
 
     stage = args._stage
     if stage >= 1:
-        keep_freed_memory()
+        malloc_top_pad().__enter__()
     if stage < 2:
         ops.NARROW = 0
     if stage < 3:
         ops.elu = F.elu
     if stage < 4:
-        trainer.ROW_BLOCK_STEPS = 1
+        engine.ROW_BLOCK_STEPS = 1
     dt = time_batched(
         args.species[0],
         args.arch,
@@ -424,6 +520,176 @@ def _ablation_stage(args: argparse.Namespace) -> None:
         compile=stage >= 5,
     )
     print(dt)
+
+
+ADAMS = [
+    ("evosim (hand-written, masked)", "evosim"),
+    ("torch.optim.Adam foreach", "foreach"),
+    ("torch.optim.Adam fused", "fused"),
+    ("fused, masking only after a death", "fused-sync"),
+]
+
+
+def adam_table(args: argparse.Namespace) -> None:
+    """evosim's batched Adam against torch.optim.Adam on the stacked parameters, on the CPU.
+
+    Same step otherwise (objective, masking of diverged members); eager and compiled
+    objective. In each of ``--repeats`` rounds every variant runs ``--steps`` steps, back to
+    back, in an order that rotates between rounds; a cell is the variant's best round, and
+    the ratio columns are the median over rounds of the variant's time relative to evosim's
+    in the same round, with the range of those per-round ratios: a paired comparison, so
+    that load drifting between rounds cancels. A median whose range straddles 1 is noise.
+    """
+    device = torch.device("cpu")
+    species = args.species or ([64] if args.quick else [64, 253])
+    steps = args.steps or (10 if args.quick else 40)
+    rounds = max(3, args.repeats)
+    others = [(label, key) for label, key in ADAMS if key != "evosim"]
+    print(
+        f"\n## cpu: Adam implementations; AE {args.arch}, batch {args.batch}, "
+        f"{torch.get_num_threads()} thread(s), {rounds} rounds of {steps} steps\n"
+    )
+    print(
+        "| species | objective | "
+        + " | ".join(f"{label} species-steps/s" for label, _ in ADAMS)
+        + " | "
+        + " | ".join(f"{label} / evosim speed (range)" for label, _ in others)
+        + " |"
+    )
+    print("|---:|---|" + "---:|" * (len(ADAMS) + len(others)))
+    for s in species:
+        for comp in (False, True):
+            times: dict[str, list[float]] = {key: [] for _, key in ADAMS}
+            trainers = {
+                key: _trainer(
+                    s, args.arch, args.batch, 10**6, args.instances, device, "fp32", comp, key
+                )
+                for _, key in ADAMS
+            }
+            for tr in trainers.values():
+                for _ in range(5 if comp else 2):
+                    tr.step()
+            keys = list(trainers)
+            for r in range(rounds):
+                for key in keys[r % len(keys) :] + keys[: r % len(keys)]:
+                    tr = trainers[key]
+                    t0 = time.perf_counter()
+                    for _ in range(steps):
+                        tr.step()
+                    times[key].append((time.perf_counter() - t0) / steps)
+            cells = " | ".join(f"{s / min(times[k]):,.0f}" for _, k in ADAMS)
+            ratios = []
+            for _, k in others:
+                per_round = sorted(e / t for e, t in zip(times["evosim"], times[k]))
+                med = per_round[len(per_round) // 2]
+                ratios.append(f"{med:.2f} ({per_round[0]:.2f}-{per_round[-1]:.2f})")
+            label = "compiled" if comp else "eager"
+            print(f"| {s:,} | {label} | {cells} | {' | '.join(ratios)} |", flush=True)
+
+
+POLICIES = [
+    ("spin ~3 ms (libgomp default; before)", {"GOMP_SPINCOUNT": "300000"}),
+    ("passive (evosim's default; after)", {"OMP_WAIT_POLICY": "PASSIVE"}),
+    ("short spin (GOMP_SPINCOUNT=10000, ~0.1 ms)", {"GOMP_SPINCOUNT": "10000"}),
+]
+
+
+def _busy_process(cpu: int) -> subprocess.Popen:
+    code = f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True:\n    pass\n"
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def contended(args: argparse.Namespace) -> None:
+    """Species-steps/s with 1 and 2 threads, quiet and beside a busy process on one core.
+
+    Each cell is its own process (the OpenMP wait policy is read when torch loads), started
+    with the policy's environment; "contended" runs a Python busy loop pinned to the first
+    allowed core for the cell's duration. The trainer itself may use every allowed core.
+    Rounds rotate over the cells; each cell reports its best round.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    species = args.species or [32]
+    steps = args.steps or (20 if args.quick else 100)
+    rounds = 1 if args.quick else max(2, args.repeats)
+    compile = False
+    print(
+        f"\n## cpu: contention; {species[0]} species (one chunk), AE {args.arch}, batch "
+        f"{args.batch}, eager fp32, {steps} steps per cell, best of {rounds} round(s); busy "
+        f"process pinned to CPU {cpus[0]} of {cpus}\n"
+    )
+    print("| wait policy | threads | quiet | contended | contended / quiet |")
+    print("|---|---:|---:|---:|---:|")
+    cells = [(label, env, t) for label, env in POLICIES for t in (1, 2)]
+    best: dict[tuple[str, int, bool], float] = {}
+    for _ in range(rounds):
+        for label, env, t in cells:
+            for busy in (False, True):
+                child_env = {
+                    k: v
+                    for k, v in os.environ.items()
+                    if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
+                }
+                child_env.update(env)
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--_cell",
+                    "--threads",
+                    str(t),
+                    "--species",
+                    str(species[0]),
+                    "--arch",
+                    args.arch,
+                    "--batch",
+                    str(args.batch),
+                    "--steps",
+                    str(steps),
+                ]
+                if compile:
+                    cmd.append("--_compile")
+                hog = _busy_process(cpus[0]) if busy else None
+                try:
+                    out = subprocess.run(
+                        cmd, check=True, capture_output=True, text=True, env=child_env
+                    ).stdout
+                finally:
+                    if hog is not None:
+                        hog.kill()
+                        hog.wait()
+                key = (label, t, busy)
+                best[key] = max(best.get(key, 0.0), float(out))
+    for label, _, t in cells:
+        q, c = best[(label, t, False)], best[(label, t, True)]
+        print(f"| {label} | {t} | {q:,.0f} | {c:,.0f} | {c / q:.2f} |")
+    for label, _ in POLICIES:
+        ratio = best[(label, 2, True)] / best[(label, 1, True)]
+        quiet = best[(label, 2, False)] / best[(label, 1, False)]
+        print(
+            f"\n{label}: 2 threads / 1 thread = {quiet:.2f} quiet, {ratio:.2f} contended",
+            end="",
+        )
+    print()
+
+
+def _contended_cell(args: argparse.Namespace) -> None:
+    s = args.species[0]
+    warm = 5 if args._compile else 2
+    tr = _trainer(
+        s,
+        args.arch,
+        args.batch,
+        warm + args.steps,
+        args.instances,
+        torch.device("cpu"),
+        compile=args._compile,
+    )
+    with malloc_top_pad():
+        for _ in range(warm):
+            tr.step()
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            tr.step()
+        print(s * args.steps / (time.perf_counter() - t0))
 
 
 def variants(device: torch.device, repeats: int, steps: int, n: int) -> None:

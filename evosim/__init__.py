@@ -16,10 +16,20 @@ gives the same results as ``evosim run scenarios/quickstart.yaml --out runs/quic
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Any
 
-from evosim.provenance import software_version
-from evosim.scenario import Scenario, ScenarioError, load_scenario
+# The OpenMP runtime under torch's CPU threads (libgomp) spins up to ~3 ms at every barrier
+# before it sleeps; on a machine busy with other work that spinning starves the thread that
+# holds the work, and training with two threads ran 6-30x slower than with one. The wait
+# policy is read once, when torch first loads the runtime, hence here; a user's own
+# OMP_WAIT_POLICY or GOMP_SPINCOUNT wins (see evosim.train.resources.openmp_wait_policy).
+if "torch" not in sys.modules and not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & set(os.environ):
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+from evosim.provenance import software_version  # noqa: E402
+from evosim.scenario import Scenario, ScenarioError, load_scenario  # noqa: E402
 
 #: The installed package's version (from its metadata; there is no second copy).
 __version__ = software_version("evosim")

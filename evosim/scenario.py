@@ -21,6 +21,7 @@ from evosim.errors import ScenarioError
 
 __all__ = [
     "AnalysisConfig",
+    "ArchitectureConfig",
     "AutoencoderConfig",
     "BASELINE_NAMES",
     "DecodeArchitecture",
@@ -228,19 +229,43 @@ class SpeciesConfig(_Section):
     )
 
 
+_Activation = Literal["relu", "tanh", "elu", "gelu", "softplus", "sigmoid"]
+_Variant = Literal["plain", "denoising", "sparse", "contractive", "variational", "concrete", "mdl"]
+
+
+class ArchitectureConfig(_Section):
+    """One AE architecture of ``autoencoder.architectures``.
+
+    A field left out takes the ``autoencoder`` section's value; everything else in that
+    section (steps, learning rate, loss weights, ...) applies to every architecture.
+    """
+
+    hidden: list[int] | None = Field(
+        None, description="encoder hidden widths (the decoder mirrors them); default: the section's"
+    )
+    latent: int | None = Field(None, ge=1, description="code size; default: the section's")
+    activation: _Activation | None = Field(
+        None, description="hidden-layer activation; default: the section's"
+    )
+    variant: _Variant | None = Field(None, description="AE variant; default: the section's")
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive_widths(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and any(w < 1 for w in v):
+            raise ValueError(f"every width must be >= 1, got {v}")
+        return v
+
+
 class AutoencoderConfig(_Section):
     """One AE per species (``autoencoder:``)."""
 
-    variant: Literal[
-        "plain", "denoising", "sparse", "contractive", "variational", "concrete", "mdl"
-    ] = Field("plain", description="the kind of autoencoder every species gets")
+    variant: _Variant = Field("plain", description="the kind of autoencoder every species gets")
     hidden: list[int] = Field(
         default_factory=lambda: [64], description="encoder hidden widths (the decoder mirrors)"
     )
     latent: int = Field(2, ge=1, description="code size of each species' AE")
-    activation: Literal["relu", "tanh", "elu", "gelu", "softplus", "sigmoid"] = Field(
-        "elu", description="activation of the hidden layers"
-    )
+    activation: _Activation = Field("elu", description="activation of the hidden layers")
     steps: int = Field(2000, ge=1, description="training steps (minibatches) per AE")
     batch_size: int = Field(128, ge=1, description="instances per minibatch")
     lr: float = Field(1e-3, gt=0, description="Adam learning rate")
@@ -299,6 +324,27 @@ class AutoencoderConfig(_Section):
         500, ge=1, description="steps between training checkpoints (for --resume)"
     )
     chunk_size: int | None = Field(None, ge=1, description="species per chunk; None = automatic")
+    architectures: list[ArchitectureConfig] = Field(
+        default_factory=list,
+        description="several AE architectures in one world (each species gets one); an "
+        "entry's unset fields take this section's values; empty: every species uses this "
+        "section's hidden, latent, activation and variant",
+    )
+    assign: Literal["random", "by_clade"] = Field(
+        "random",
+        description="how species get an architecture: random (seeded by the species name, "
+        "independent of the tree) or by_clade (contiguous clades of the true tree share one)",
+    )
+
+    @model_validator(mode="after")
+    def _resolve_architectures(self) -> AutoencoderConfig:
+        # fill each entry's unset fields, so the resolved scenario states every architecture
+        for arch in self.architectures:
+            for name in ("hidden", "latent", "activation", "variant"):
+                if getattr(arch, name) is None:
+                    value = getattr(self, name)
+                    setattr(arch, name, list(value) if name == "hidden" else value)
+        return self
 
     @field_validator("compile", mode="before")
     @classmethod

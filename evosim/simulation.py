@@ -19,6 +19,8 @@ Run-directory files written here::
     task_optima.csv      tradeoff model only: task,trait_1..trait_k, the task optima
     task_weights.csv     tradeoff model only: node,weight_1..weight_m, every node's task
                          weights (preorder of the full tree)
+    architectures.csv    several AE architectures only: species,architecture (the index
+                         into autoencoder.architectures), in species order
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ class Simulation:
     task_weights
         Node name -> ``[m]`` task weights on the simplex, for every node (tradeoff
         model), else None.
+    architectures
+        ``[S]`` index into ``scenario.autoencoder.architectures`` of each species' AE
+        architecture, when the scenario lists several (assigned here, as part of the world:
+        ``by_clade`` reads the true tree), else None.
     """
 
     scenario: Scenario
@@ -82,6 +88,7 @@ class Simulation:
     population_log: list[dict[str, Any]] | None = None
     task_optima: np.ndarray | None = None
     task_weights: dict[str, np.ndarray] | None = None
+    architectures: list[int] | None = None
     _extant: Any = field(default=None, repr=False, compare=False)
     _family: Family | None = field(default=None, repr=False, compare=False)
 
@@ -197,7 +204,23 @@ def simulate(scenario: Scenario, *, progress: bool = False) -> Simulation:
     sim.instances = _sample_instances(
         sim.family, sim.species, traits, individuals, progress=progress
     )
+    sim.architectures = _assign_architectures(scenario, sim)
     return sim
+
+
+def _assign_architectures(scenario: Scenario, sim: Simulation) -> list[int] | None:
+    archs = scenario.autoencoder.architectures
+    if len(archs) < 2:
+        return None
+    from evosim.train.architectures import assign_architectures
+
+    return assign_architectures(
+        sim.species,
+        len(archs),
+        assign=scenario.autoencoder.assign,
+        seed=scenario.seed,
+        tree=sim.extant_tree(),
+    )
 
 
 # ---------------------------------------------------------------------------- files
@@ -299,6 +322,40 @@ def _write_tasks(sim: Simulation, out: Path) -> list[Path]:
 
 def _read_rows(path: Path, first: str) -> tuple[list[str], np.ndarray]:
     """``(first column, float matrix of the others)`` of a csv whose header starts ``first``."""
+    if sim.architectures is not None:
+        rows = "".join(f"{s},{int(a)}\n" for s, a in zip(sim.species, sim.architectures))
+        paths.append(runio.write_text(out / "architectures.csv", "species,architecture\n" + rows))
+    return paths
+
+
+def _read_architectures(path: Path, species: list[str], n_architectures: int) -> list[int]:
+    from evosim.errors import FileFormatError
+
+    hint = "delete the run directory and run again"
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows or rows[0] != ["species", "architecture"]:
+        raise FileFormatError(f"{path}: expected the header species,architecture", hint=hint)
+    try:
+        names = [r[0] for r in rows[1:]]
+        index = [int(r[1]) for r in rows[1:]]
+    except (IndexError, ValueError):
+        raise FileFormatError(f"{path}: malformed row", hint=hint) from None
+    if names != species:
+        raise FileFormatError(
+            f"{path}: its species disagree with instances.npz ({len(names)} rows for "
+            f"{len(species)} species)",
+            hint=hint,
+        )
+    if any(not 0 <= a < n_architectures for a in index):
+        raise FileFormatError(
+            f"{path}: architecture indices must be in [0, {n_architectures})", hint=hint
+        )
+    return index
+
+
+def _read_traits(path: Path) -> dict[str, np.ndarray]:
+    traits: dict[str, np.ndarray] = {}
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     if not rows or rows[0][:1] != [first]:
@@ -439,14 +496,26 @@ def load_simulation(run_dir: str | Path) -> Simulation:
     if (run_dir / "task_optima.csv").exists():
         _, task_optima = _read_rows(run_dir / "task_optima.csv", "task")
         if task_optima.shape[1:] != (scenario.traits.dim,):
-            raise ValueError(
-                f"{run_dir / 'task_optima.csv'}: expected {scenario.traits.dim} traits"
+            raise FileFormatError(
+                f"{run_dir / 'task_optima.csv'}: expected {scenario.traits.dim} traits", hint=_RERUN
             )
     if (run_dir / "task_weights.csv").exists():
         nodes, values = _read_rows(run_dir / "task_weights.csv", "node")
         task_weights = dict(zip(nodes, values))
         if set(task_weights) != set(traits):
-            raise ValueError(f"{run_dir / 'task_weights.csv'} does not cover the tree's nodes")
+            raise FileFormatError(
+                f"{run_dir / 'task_weights.csv'} does not cover the tree's nodes", hint=_RERUN
+            )
+    architectures = None
+    n_archs = len(scenario.autoencoder.architectures)
+    if n_archs > 1:
+        if not (run_dir / "architectures.csv").exists():
+            raise RunDirectoryError(
+                f"{run_dir / 'architectures.csv'} is missing (the scenario lists several AE "
+                "architectures)",
+                hint=_RERUN,
+            )
+        architectures = _read_architectures(run_dir / "architectures.csv", species, n_archs)
     return Simulation(
         scenario=scenario,
         tree=tree,
@@ -457,4 +526,5 @@ def load_simulation(run_dir: str | Path) -> Simulation:
         population_log=population_log,
         task_optima=task_optima,
         task_weights=task_weights,
+        architectures=architectures,
     )

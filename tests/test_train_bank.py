@@ -29,7 +29,7 @@ def bank() -> AEBank:
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return train_autoencoders(x, config, ["a", "b", "c"], seed=1, progress=False)
+        return train_autoencoders(x, config, species=["a", "b", "c"], seed=1, progress=False)
     finally:
         torch.set_num_threads(old)
 

@@ -11,8 +11,17 @@ import pytest
 import torch
 
 from evosim.scenario import AutoencoderConfig
-from evosim.train import AEBank, model, streams, train_autoencoders, trainer
-from evosim.train.trainer import member_splits, noise_pool
+from evosim.train import (
+    AEBank,
+    AESpec,
+    engine,
+    model,
+    resources,
+    streams,
+    train_autoencoders,
+    trainer,
+)
+from evosim.train.data import member_splits, noise_pool
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -56,7 +65,7 @@ def assert_banks_equal(a: AEBank, b: AEBank) -> None:
 def _reference(x_all, config, seed, names, variant):
     """Each species alone: an ordinary nn.Module and torch.optim.Adam, same init and batches."""
     s, n, d = x_all.shape
-    spec = trainer.AESpec.from_config(config, d)
+    spec = AESpec.from_config(config, d)
     _, _, table = member_splits(seed, names, 1, n, config.validation_fraction)
     init = model.init_params(spec, seed, names, [0] * s, config.init)
     pool = noise_pool(seed, d)
@@ -116,7 +125,7 @@ def _reference(x_all, config, seed, names, variant):
 def test_batched_equals_independent_training(variant, extra):
     x = circles(3)
     config = cfg(variant=variant, **extra)
-    bank = train_autoencoders(x, config, ["a", "b", "c"], seed=5, progress=False)
+    bank = train_autoencoders(x, config, species=["a", "b", "c"], seed=5, progress=False)
     ref = _reference(x, config, 5, ["a", "b", "c"], variant)
     for i, name in enumerate(["a", "b", "c"]):
         mine = bank.module(i).state_dict()
@@ -150,18 +159,18 @@ def test_species_ae_same_among_4_or_64_and_any_chunking():
     x = circles(64, n=32, d=5)
     names = [f"sp{i}" for i in range(64)]
     config = cfg(steps=12, replicates=2, init="independent")
-    big = train_autoencoders(x, config, names, seed=9, progress=False)
+    big = train_autoencoders(x, config, species=names, seed=9, progress=False)
     pick = [3, 17, 40, 63]
     small = train_autoencoders(
         x[pick],
         config.model_copy(update={"chunk_size": 3}),
-        [names[i] for i in pick],
+        species=[names[i] for i in pick],
         seed=9,
         progress=False,
     )
     assert_banks_equal(small, big.subset([names[i] for i in pick]))
     chunked = train_autoencoders(
-        x, config.model_copy(update={"chunk_size": 5}), names, seed=9, progress=False
+        x, config.model_copy(update={"chunk_size": 5}), species=names, seed=9, progress=False
     )
     assert_banks_equal(chunked, big)
     # replicates differ from each other (own init, own bootstrap sample and batches)
@@ -216,12 +225,12 @@ def test_diverging_species_is_flagged_and_isolated(caplog):
 def test_member_diverging_mid_run_is_frozen_at_its_last_state():
     x = torch.from_numpy(circles(3))
     config = cfg(steps=10)
-    spec = trainer.AESpec.from_config(config, x.shape[2])
+    spec = AESpec.from_config(config, x.shape[2])
     names = ["a", "b", "c"]
     _, _, table = member_splits(0, names, 1, x.shape[1], config.validation_fraction)
 
     def make():
-        return trainer.BatchedTrainer(
+        return engine.BatchedTrainer(
             spec,
             config,
             x,
@@ -271,7 +280,7 @@ class _Kill(Exception):
         ),
     ],
 )
-def test_kill_and_resume_is_bit_identical(tmp_path, monkeypatch, variant, compiled):
+def test_kill_and_resume_is_bit_identical(tmp_path, variant, compiled):
     x = circles(5)
     config = cfg(
         variant=variant, steps=30, checkpoint_every=4, chunk_size=2, replicates=2, compile=compiled
@@ -281,17 +290,24 @@ def test_kill_and_resume_is_bit_identical(tmp_path, monkeypatch, variant, compil
     kill_at = int(np.random.default_rng(2024).integers(1, total))  # a random step overall
     seen = []
 
-    def hook(chunk, step):
+    def hook(event):
         seen.append(1)
         if len(seen) == kill_at:
             raise _Kill
 
-    monkeypatch.setattr(trainer, "_after_step_hook", hook)
     with pytest.raises(_Kill):
-        train_autoencoders(x, config, seed=4, checkpoint_dir=tmp_path, progress=False)
+        train_autoencoders(
+            x, config, seed=4, checkpoint_dir=tmp_path, progress=False, callback=hook
+        )
     redone = []
-    monkeypatch.setattr(trainer, "_after_step_hook", lambda chunk, step: redone.append(1))
-    resumed = train_autoencoders(x, config, seed=4, checkpoint_dir=tmp_path, progress=False)
+    resumed = train_autoencoders(
+        x,
+        config,
+        seed=4,
+        checkpoint_dir=tmp_path,
+        progress=False,
+        callback=lambda event: redone.append(1),
+    )
     assert_banks_equal(resumed, whole)
     assert resumed.info["compiled"] is whole.info["compiled"] is compiled
     # it continued from the last checkpoint (finished chunks and every 4th step), not afresh
@@ -300,20 +316,20 @@ def test_kill_and_resume_is_bit_identical(tmp_path, monkeypatch, variant, compil
     assert len(redone) == total - chunk * config.steps - last_checkpoint
 
 
-def test_kill_twice_and_stale_checkpoints_ignored(tmp_path, monkeypatch):
+def test_kill_twice_and_stale_checkpoints_ignored(tmp_path):
     x = circles(3)
     config = cfg(steps=25, checkpoint_every=3)
     whole = train_autoencoders(x, config, seed=6, progress=False)
     for kill_at in (11, 19):
 
-        def hook(chunk, step, kill_at=kill_at):
-            if step == kill_at:
+        def hook(event, kill_at=kill_at):
+            if event.step == kill_at:
                 raise _Kill
 
-        monkeypatch.setattr(trainer, "_after_step_hook", hook)
         with pytest.raises(_Kill):
-            train_autoencoders(x, config, seed=6, checkpoint_dir=tmp_path, progress=False)
-    monkeypatch.setattr(trainer, "_after_step_hook", None)
+            train_autoencoders(
+                x, config, seed=6, checkpoint_dir=tmp_path, progress=False, callback=hook
+            )
     assert_banks_equal(
         train_autoencoders(x, config, seed=6, checkpoint_dir=tmp_path, progress=False), whole
     )
@@ -328,16 +344,16 @@ def test_out_of_memory_halves_the_chunk(monkeypatch, caplog):
     whole = train_autoencoders(
         x, config.model_copy(update={"chunk_size": 1}), seed=1, progress=False
     )
-    real = trainer._train_chunk
+    real = trainer.train_chunk
     sizes = []
 
-    def fake(a, b, *args, **kw):
+    def fake(plan, a, b, **kw):
         sizes.append(b - a)
         if b - a > 2:
             raise torch.cuda.OutOfMemoryError("fake")
-        return real(a, b, *args, **kw)
+        return real(plan, a, b, **kw)
 
-    monkeypatch.setattr(trainer, "_train_chunk", fake)
+    monkeypatch.setattr(trainer, "train_chunk", fake)
     with caplog.at_level(logging.WARNING, logger="evosim.train.trainer"):
         bank = train_autoencoders(x, config, seed=1, progress=False)
     assert "halving" in caplog.text
@@ -357,7 +373,7 @@ def test_accepts_a_simulation_by_duck_typing():
     bank = train_autoencoders(sim, config, progress=False)
     assert bank.species == ["p", "q", "r"]
     assert_banks_equal(
-        bank, train_autoencoders(x, config, ["p", "q", "r"], seed=12, progress=False)
+        bank, train_autoencoders(x, config, species=["p", "q", "r"], seed=12, progress=False)
     )
     sub = train_autoencoders(sim, config, species=["r", "p"], progress=False)
     assert sub.species == ["r", "p"]
@@ -370,9 +386,9 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match=r"\[S, N, D\]"):
         train_autoencoders(x[0], cfg(), progress=False)
     with pytest.raises(ValueError, match="names"):
-        train_autoencoders(x, cfg(), ["a"], progress=False)
+        train_autoencoders(x, cfg(), species=["a"], progress=False)
     with pytest.raises(ValueError, match="unique"):
-        train_autoencoders(x, cfg(), ["a", "a"], progress=False)
+        train_autoencoders(x, cfg(), species=["a", "a"], progress=False)
     sim = types.SimpleNamespace(
         instances=x, species=["a", "b"], scenario=types.SimpleNamespace(seed=1)
     )
@@ -399,7 +415,7 @@ def test_tf32_on_cpu_falls_back_to_fp32_and_dict_config(caplog):
 
 def test_bf16_on_cpu_runs_the_layers_in_bfloat16():
     x = circles(4, n=64)
-    spec = trainer.AESpec.from_config(cfg(), 6)
+    spec = AESpec.from_config(cfg(), 6)
     names = list("abcd")
     params = model.init_params(spec, 0, names, [0] * 4)
     batch = torch.from_numpy(x[:, :16])
@@ -424,10 +440,10 @@ def test_bf16_on_cpu_runs_the_layers_in_bfloat16():
 
 def test_compile_auto_rule():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert trainer.use_compile("auto", cuda, 1)
-    assert not trainer.use_compile("auto", cpu, trainer.COMPILE_MIN_MEMBER_STEPS - 1)
-    assert trainer.use_compile("auto", cpu, trainer.COMPILE_MIN_MEMBER_STEPS)
-    assert trainer.use_compile(True, cpu, 1) and not trainer.use_compile(False, cuda, 10**9)
+    assert resources.use_compile("auto", cuda, 1)
+    assert not resources.use_compile("auto", cpu, resources.COMPILE_MIN_MEMBER_STEPS - 1)
+    assert resources.use_compile("auto", cpu, resources.COMPILE_MIN_MEMBER_STEPS)
+    assert resources.use_compile(True, cpu, 1) and not resources.use_compile(False, cuda, 10**9)
     assert AutoencoderConfig(compile="auto").compile == "auto"
     assert AutoencoderConfig(compile=True).compile is True
 
@@ -468,14 +484,14 @@ def test_compiled_step_matches_the_eager_step(variant, caplog):
 def test_minibatch_rows_drawn_in_blocks_equal_the_per_step_draw(monkeypatch):
     x = torch.from_numpy(circles(3, n=40))
     config = cfg(batch_size=5)
-    spec = trainer.AESpec.from_config(config, 6)
+    spec = AESpec.from_config(config, 6)
     names = ["a", "b", "c"]
     keys = streams.member_keys(3, names, [0] * 3)
     table = torch.stack(
         [torch.randperm(40, generator=torch.Generator().manual_seed(i))[:30] for i in range(3)]
     )
-    monkeypatch.setattr(trainer, "ROW_BLOCK_STEPS", 7)
-    tr = trainer.BatchedTrainer(
+    monkeypatch.setattr(engine, "ROW_BLOCK_STEPS", 7)
+    tr = engine.BatchedTrainer(
         spec, config, x, torch.arange(3), keys, table, model.init_params(spec, 0, names, [0] * 3)
     )
     for t in [0, 1, 6, 7, 8, 20, 3, 100]:  # inside, across and back before a block
@@ -485,20 +501,27 @@ def test_minibatch_rows_drawn_in_blocks_equal_the_per_step_draw(monkeypatch):
 
 
 def test_cpu_chunks_are_capped_to_stay_in_cache(monkeypatch):
-    spec = trainer.AESpec(input_dim=32, hidden=(64,), latent=2)
+    spec = AESpec(input_dim=32, hidden=(64,), latent=2)
     # 4 bytes x batch 128 x (32 + 64 + 2 + 64 + 32) outputs = 99,328 bytes a member
-    assert trainer.cpu_chunk_cap(spec, 128) == (24 << 20) // 99_328
-    assert trainer.cpu_chunk_cap(spec, 128, replicates=3) == (24 << 20) // (3 * 99_328)
+    assert resources.cpu_chunk_cap(spec, 128) == (24 << 20) // 99_328
+    assert resources.cpu_chunk_cap(spec, 128, replicates=3) == (24 << 20) // (3 * 99_328)
     config = cfg(steps=8)
     x = circles(7)
     per_member = 4 * config.batch_size * (6 + 12 + 2 + 12 + 6)
-    monkeypatch.setattr(trainer, "CPU_STEP_BYTES", 3 * per_member)
-    assert (
-        trainer._auto_chunk(trainer.AESpec.from_config(config, 6), config, 48, torch.device("cpu"))
-        == 3
-    )
+    monkeypatch.setattr(resources, "CPU_STEP_BYTES", 3 * per_member)
+    assert resources.chunk_size(AESpec.from_config(config, 6), config, 48, torch.device("cpu")) == 3
     capped = train_autoencoders(x, config, seed=2, progress=False)
     assert_banks_equal(
         capped,
         train_autoencoders(x, config.model_copy(update={"chunk_size": 7}), seed=2, progress=False),
     )
+
+
+def test_loss_weights_carry_every_scalar_field():
+    # a variant's new weight (a new scalar field of the section) reaches the objective as is
+    config = types.SimpleNamespace(kl_weight=0.5, new_weight=2.0, name="x", hidden=[3], chunk=None)
+    w = engine.loss_weights(config)
+    assert (w.kl_weight, w.new_weight, w.name) == (0.5, 2.0, "x")
+    assert not hasattr(w, "hidden") and not hasattr(w, "chunk")
+    full = engine.loss_weights(cfg(corruption=0.3, sparsity="kl"))
+    assert (full.corruption, full.sparsity, full.lr) == (0.3, "kl", 3e-3)

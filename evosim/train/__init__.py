@@ -5,7 +5,16 @@
 
 from evosim.train.bank import AEBank
 from evosim.train.bankset import AEBankSet, load_bank
+from evosim.train.resources import estimate_training_bytes
 from evosim.train.spec import AESpec
-from evosim.train.trainer import train_autoencoders
+from evosim.train.trainer import StepEvent, train_autoencoders
 
-__all__ = ["AEBank", "AEBankSet", "AESpec", "load_bank", "train_autoencoders"]
+__all__ = [
+    "AEBank",
+    "AEBankSet",
+    "AESpec",
+    "StepEvent",
+    "estimate_training_bytes",
+    "load_bank",
+    "train_autoencoders",
+]
