@@ -297,6 +297,9 @@ def write_simulation(sim: Simulation, out_dir: str | Path) -> list[Path]:
         paths.append(runio.write_text(out / "population_log.csv", _log_csv(sim.population_log)))
     if sim.task_optima is not None:
         paths += _write_tasks(sim, out)
+    if sim.architectures is not None:
+        rows = "".join(f"{s},{int(a)}\n" for s, a in zip(sim.species, sim.architectures))
+        paths.append(runio.write_text(out / "architectures.csv", "species,architecture\n" + rows))
     return paths
 
 
@@ -322,15 +325,18 @@ def _write_tasks(sim: Simulation, out: Path) -> list[Path]:
 
 def _read_rows(path: Path, first: str) -> tuple[list[str], np.ndarray]:
     """``(first column, float matrix of the others)`` of a csv whose header starts ``first``."""
-    if sim.architectures is not None:
-        rows = "".join(f"{s},{int(a)}\n" for s, a in zip(sim.species, sim.architectures))
-        paths.append(runio.write_text(out / "architectures.csv", "species,architecture\n" + rows))
-    return paths
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows or rows[0][:1] != [first]:
+        raise FileFormatError(f"{path}: expected a header starting with {first!r}", hint=_RERUN)
+    try:
+        values = np.array([[float(v) for v in row[1:]] for row in rows[1:]], dtype=np.float64)
+    except ValueError:
+        raise FileFormatError(f"{path}: a value is not a number", hint=_RERUN) from None
+    return [row[0] for row in rows[1:]], values
 
 
 def _read_architectures(path: Path, species: list[str], n_architectures: int) -> list[int]:
-    from evosim.errors import FileFormatError
-
     hint = "delete the run directory and run again"
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
@@ -352,19 +358,6 @@ def _read_architectures(path: Path, species: list[str], n_architectures: int) ->
             f"{path}: architecture indices must be in [0, {n_architectures})", hint=hint
         )
     return index
-
-
-def _read_traits(path: Path) -> dict[str, np.ndarray]:
-    traits: dict[str, np.ndarray] = {}
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
-    if not rows or rows[0][:1] != [first]:
-        raise FileFormatError(f"{path}: expected a header starting with {first!r}", hint=_RERUN)
-    try:
-        values = np.array([[float(v) for v in row[1:]] for row in rows[1:]], dtype=np.float64)
-    except ValueError:
-        raise FileFormatError(f"{path}: a value is not a number", hint=_RERUN) from None
-    return [row[0] for row in rows[1:]], values
 
 
 def _read_traits(path: Path) -> dict[str, np.ndarray]:
