@@ -399,10 +399,10 @@ def test_mixed_architectures_share_one_latent_space():
         hidden=[12, 6], latent=3, activation="tanh", steps=200, batch_size=32, device="cpu"
     )
     bank_a = train_autoencoders(
-        data[a_idx], small, [names[i] for i in a_idx], seed=1, progress=False
+        data[a_idx], small, species=[names[i] for i in a_idx], seed=1, progress=False
     )
     bank_b = train_autoencoders(
-        data[b_idx], deep, [names[i] for i in b_idx], seed=1, progress=False
+        data[b_idx], deep, species=[names[i] for i in b_idx], seed=1, progress=False
     )
     mixed = AEBankSet([bank_a, bank_b], names, info={"seed": 5})
     meta = fit_meta_autoencoder(

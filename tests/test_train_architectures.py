@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
-from evosim.errors import FileFormatError
+from evosim.errors import FileFormatError, RunDirectoryError
 from evosim.phylo import Phylogeny, grow_tree
 from evosim.scenario import AutoencoderConfig, ScenarioError, TreeConfig, parse_scenario
 from evosim.seeding import rng
@@ -200,7 +200,7 @@ def test_a_damaged_assignment_file_is_refused(tmp_path):
     with pytest.raises(FileFormatError, match=r"\[0, 3\)"):
         load_simulation(tmp_path)
     path.unlink()
-    with pytest.raises(FileNotFoundError, match="architectures.csv"):
+    with pytest.raises(RunDirectoryError, match="architectures.csv"):
         load_simulation(tmp_path)
 
 
