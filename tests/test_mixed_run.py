@@ -1,19 +1,10 @@
-"""A world whose species have AEs of three architectures, end to end through ``evosim run``.
-
-Needs ``autoencoder.architectures`` (species assigned to architectures at random), which the
-trainer provides; skipped on a checkout without that field.
-"""
+"""A world whose species have AEs of three architectures, end to end through ``evosim run``."""
 
 from __future__ import annotations
 
 import json
 
-import pytest
 from click.testing import CliRunner
-
-from evosim.scenario import AutoencoderConfig
-
-HAS_ARCHITECTURES = "architectures" in AutoencoderConfig.model_fields
 
 SCENARIO = """
 name: mixed
@@ -35,7 +26,6 @@ analysis: {mantel_permutations: 0, random_trees: 5, generative_folds: 2}
 """
 
 
-@pytest.mark.skipif(not HAS_ARCHITECTURES, reason="autoencoder.architectures is not available")
 def test_three_architectures_run_end_to_end(tmp_path):
     from evosim.cli import main
     from evosim.meta import MetaResult
