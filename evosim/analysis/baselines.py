@@ -22,7 +22,7 @@ features are averaged over replicates first). None of them sees the true tree;
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -71,7 +71,7 @@ def _zscore(x: np.ndarray) -> np.ndarray:
 
 def energy_distances(
     instances: np.ndarray,
-    rng: np.random.Generator,
+    rng: np.random.Generator | Sequence[np.random.Generator],
     *,
     n_max: int | None = None,
     device: torch.device | str = "cpu",
@@ -80,14 +80,19 @@ def energy_distances(
 
     ``sqrt(2 E|X - Y| - E|X - X'| - E|Y - Y'|)`` (a metric on distributions; V-statistic
     estimates). Each species is subsampled to ``n`` instances, with ``n`` chosen so that
-    ``S^2 n^2 <= ENERGY_BUDGET`` (between 16 and 256), or ``n_max``. The pairwise
-    distances are computed on ``device`` (the CPU unless asked otherwise).
+    ``S^2 n^2 <= ENERGY_BUDGET`` (between 16 and 256), or ``n_max``, drawn from ``rng``:
+    one generator for all, or one per species (then a species' subsample does not depend
+    on its position). The pairwise distances are computed on ``device`` (the CPU unless
+    asked otherwise).
     """
     x = np.asarray(instances, dtype=np.float32)
     s, n_all, dim = x.shape
     n = int(np.clip(np.sqrt(ENERGY_BUDGET) / s, 16, 256)) if n_max is None else n_max
     n = min(n, n_all)
-    idx = np.stack([rng.choice(n_all, size=n, replace=False) for _ in range(s)])
+    gens = [rng] * s if isinstance(rng, np.random.Generator) else list(rng)
+    if len(gens) != s:
+        raise ValueError(f"rng: one generator, or one per species ({s}), got {len(gens)}")
+    idx = np.stack([g.choice(n_all, size=n, replace=False) for g in gens])
     device = torch.device(device)
     sub = torch.as_tensor(x[np.arange(s)[:, None], idx], device=device)  # [S, n, D]
     flat = sub.reshape(s * n, dim)
@@ -190,7 +195,9 @@ def baseline_distances(
         return euclidean(np.concatenate([x.mean(axis=1), x.std(axis=1)], axis=1))
 
     def data_distribution() -> np.ndarray:
-        return energy_distances(_instances(), make_rng(seed, "baseline", "energy"), device=device)
+        # each species' subsample from its own stream: the same wherever it is listed
+        gens = [make_rng(seed, "baseline", "energy", s) for s in species]
+        return energy_distances(_instances(), gens, device=device)
 
     def raw_weights() -> np.ndarray:
         return euclidean(species_means(flatten_params(bank.params), r))
