@@ -500,16 +500,61 @@ def test_minibatch_rows_drawn_in_blocks_equal_the_per_step_draw(monkeypatch):
         assert torch.equal(tr.batch_rows(t), expected), t
 
 
+def _step_layer_bytes(monkeypatch, spec, config, members: int) -> int:
+    """Bytes of the minibatch and every layer output in one eager step of a chunk."""
+    species = members // config.replicates
+    names = [f"s{i}" for i in range(species) for _ in range(config.replicates)]
+    reps = [r for _ in range(species) for r in range(config.replicates)]
+    seen = []
+    real = model._linear
+
+    def spy(params, key, h):
+        out = real(params, key, h)
+        if key == "encoder.0":
+            seen.append(h.nbytes)  # the minibatch the encoder reads
+        seen.append(out.nbytes)
+        return out
+
+    tr = engine.BatchedTrainer(
+        spec,
+        config,
+        torch.zeros(species, 16, spec.input_dim),
+        torch.arange(species).repeat_interleave(config.replicates),
+        streams.member_keys(0, names, reps),
+        torch.arange(12).repeat(members, 1),
+        model.init_params(spec, 0, names, reps),
+        noise_pool=noise_pool(0, spec.input_dim) if spec.variant == "denoising" else None,
+    )
+    with monkeypatch.context() as m:
+        m.setattr(model, "_linear", spy)
+        tr.step()
+    return sum(seen)
+
+
+@pytest.mark.parametrize(
+    ("variant", "replicates"), [("plain", 1), ("variational", 3), ("denoising", 2)]
+)
+def test_cpu_chunk_cap_keeps_a_steps_layer_outputs_under_the_budget(
+    monkeypatch, variant, replicates
+):
+    # The cap is the largest chunk whose step's minibatch and layer outputs, as measured in
+    # a real step, fit CPU_STEP_BYTES: one species more would not fit.
+    config = cfg(variant=variant, replicates=replicates, batch_size=128, hidden=[64])
+    spec = AESpec(input_dim=32, hidden=(64,), latent=2, variant=variant)
+    cap = resources.cpu_chunk_cap(spec, 128, replicates=replicates)
+    assert cap > 1
+    fits = _step_layer_bytes(monkeypatch, spec, config, cap * replicates)
+    more = _step_layer_bytes(monkeypatch, spec, config, (cap + 1) * replicates)
+    assert fits <= resources.CPU_STEP_BYTES < more, (fits, more)
+
+
 def test_cpu_chunks_are_capped_to_stay_in_cache(monkeypatch):
-    spec = AESpec(input_dim=32, hidden=(64,), latent=2)
-    # 4 bytes x batch 128 x (32 + 64 + 2 + 64 + 32) outputs = 99,328 bytes a member
-    assert resources.cpu_chunk_cap(spec, 128) == (24 << 20) // 99_328
-    assert resources.cpu_chunk_cap(spec, 128, replicates=3) == (24 << 20) // (3 * 99_328)
     config = cfg(steps=8)
     x = circles(7)
-    per_member = 4 * config.batch_size * (6 + 12 + 2 + 12 + 6)
-    monkeypatch.setattr(resources, "CPU_STEP_BYTES", 3 * per_member)
-    assert resources.chunk_size(AESpec.from_config(config, 6), config, 48, torch.device("cpu")) == 3
+    spec = AESpec.from_config(config, 6)
+    one = _step_layer_bytes(monkeypatch, spec, config, 1)
+    monkeypatch.setattr(resources, "CPU_STEP_BYTES", 3 * one)  # room for three species
+    assert resources.chunk_size(spec, config, 48, torch.device("cpu")) == 3
     capped = train_autoencoders(x, config, seed=2, progress=False)
     assert_banks_equal(
         capped,
