@@ -18,11 +18,14 @@ from evosim.analysis.archetypal_analysis import (
     successive_projection,
 )
 from evosim.analysis.archetypes import (
+    ARCHETYPE_BASELINES,
     archetype_baselines,
     archetype_positions,
     archetype_recovery,
+    archetype_analysis,
     archetype_scores,
-    write_archetype_scores,
+    archetypes_markdown,
+    weights_summary,
 )
 from evosim.evolve import tradeoff
 from evosim.phylo import grow_tree
@@ -306,9 +309,16 @@ def test_baselines_and_scores_on_a_world(world, tmp_path: Path):
         species=bank.species, is_mixed=True, replicates=1, params=None, instances=None
     )
     assert "not_applicable" in archetype_baselines(sim, mixed)["aa_raw_weights"]
-    paths = write_archetype_scores(sim, bank, None, tmp_path)
-    names = {p.name for p in paths}
-    assert {"archetypes.json", "archetype_weights.png", "archetypes.png"} <= names
+    # the analysis stage's part: without MAE archetypes, the oracle's weights are shown
+    summary, figures = archetype_analysis(
+        sim, bank, SimpleNamespace(archetype_weights=None), seed=1
+    )
+    assert summary["source"] == "aa_traits" and summary["tasks"] == 3
+    assert "positions" not in summary["baselines"]["aa_traits"]
+    assert set(figures["positions"]) == set(ARCHETYPE_BASELINES) and "instances" not in figures
+    assert "## Archetypes" in "\n".join(archetypes_markdown(summary))
+    paths = plot.plot_archetype_figures(figures, tmp_path)
+    assert {p.name for p in paths} == {"archetype_weights.png", "archetypes.png"}
     for p in paths:
         assert p.stat().st_size > 0
 
