@@ -19,10 +19,10 @@ from evosim.analysis.archetypal_analysis import (
 )
 from evosim.analysis.archetypes import (
     ARCHETYPE_BASELINES,
+    archetype_analysis,
     archetype_baselines,
     archetype_positions,
     archetype_recovery,
-    archetype_analysis,
     archetype_scores,
     archetypes_markdown,
     weights_summary,
@@ -338,3 +338,19 @@ def test_weight_figures(tmp_path: Path, k: int):
     x = w @ np.random.default_rng(20).standard_normal((k, 4))
     q = plot.plot_archetypes(x, x[:k], {"a": x[:k] + 0.1, "b": x[:k] - 0.1}, tmp_path / "a.png")
     assert q.stat().st_size > 0
+
+
+def test_weights_summary_known_answer():
+    from evosim.analysis.archetypes import SPECIALIST
+
+    pure = SPECIALIST + (1 - SPECIALIST) / 2
+    w = np.array([[1.0, 0.0, 0.0], [pure, 1 - pure, 0.0], [1 / 3, 1 / 3, 1 / 3], [0, 0.2, 0.8]])
+    out = weights_summary(w, ["a", "b", "c", "d"])
+    assert out["k"] == 3
+    np.testing.assert_allclose(out["mean_weight"], w.mean(0))
+    assert out["mean_max_weight"] == pytest.approx((1 + pure + 1 / 3 + 0.8) / 4)
+    special_d = int(0.8 >= SPECIALIST)
+    assert out["specialists"] == [2, 0, special_d]
+    assert [n["species"] for n in out["nearest_species"]] == ["a", "c", "d"]
+    with pytest.raises(ValueError, match="4 rows"):
+        weights_summary(w, ["a"])
