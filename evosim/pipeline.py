@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from evosim import runio
 from evosim.errors import FileFormatError, RunDirectoryError, ScenarioError
 from evosim.provenance import make_provenance, now, stable_provenance
@@ -30,6 +32,7 @@ __all__ = [
     "plot_run",
     "prepare_run_dir",
     "run",
+    "side_information_of",
     "simulate_into",
     "summarize",
 ]
@@ -426,6 +429,7 @@ def _run_stages(
                 _on_device(scenario.meta, devices["meta"]),
                 seed=scenario.seed,
                 progress=progress,
+                side_information=side_information_of(sim, scenario.meta),
             )
             if _accepts(meta.save, "provenance"):
                 meta.save(out / "mae.pt", provenance=prov.record(end=now()))
@@ -451,12 +455,32 @@ def _run_stages(
     with _stage("report"):
         report.write(out)
         draw_figures(report, out / "figures")
-        if scenario.traits.model == "tradeoff":  # archetypes scored against the task optima
-            from evosim.analysis.archetypes import write_archetype_scores
-
-            write_archetype_scores(sim, bank, meta, out)
     finish("analyse", box)
     return report
+
+
+def side_information_of(sim: Any, config: Any) -> dict[str, np.ndarray] | None:
+    """The side information ``meta.side_information`` asks the MAE to predict, or ``None``.
+
+    Species -> ``[q]`` values read from the simulation's TRUE traits (``trait_<i>``: the
+    i-th; ``traits``: all). Only here, and only when the user asks for it, does anything
+    the MAE fits on come from the truth; the default (``none``) reads nothing.
+    """
+    from evosim.scenario import side_information_index
+
+    name = config.side_information
+    if name == "none":
+        return None
+    i = side_information_index(name)
+    out = {}
+    for s in sim.species:
+        t = np.asarray(sim.traits[s], dtype=np.float64)
+        if i is not None and i > len(t):
+            raise ScenarioError(
+                f"meta.side_information: {name} does not exist, the traits have {len(t)} values"
+            )
+        out[s] = t if i is None else t[i - 1 : i]
+    return out
 
 
 def summarize(report: Any) -> str:
@@ -482,7 +506,8 @@ def draw_figures(report: Any, fig_dir: str | Path) -> list[Path]:
     """Draw the analysis figures of ``report`` into ``fig_dir`` (PNG, with SVG beside).
 
     Returns the PNG paths: ``tanglegram``, ``latent_space``, ``distance_scatter`` and,
-    when the report has them, ``ae_losses``, ``mae_training`` and the identification figures.
+    when the report has them, ``ae_losses``, ``mae_training``, the generative, archetype
+    and identification figures.
     """
     from evosim import plot
 
@@ -502,6 +527,8 @@ def draw_figures(report: Any, fig_dir: str | Path) -> list[Path]:
         paths.append(plot.plot_mae_training(report.mae_losses, fig_dir / "mae_training.png"))
     if report.generative_figures:
         paths += plot.plot_generative_figures(report.generative_figures, fig_dir)
+    if report.archetype_figures:
+        paths += plot.plot_archetype_figures(report.archetype_figures, fig_dir)
     if report.identification:
         from evosim.analysis.identification import draw_identification
 

@@ -408,7 +408,10 @@ class MetaConfig(_Section):
         16, description="MAE code size, or auto (chosen by the decoding of held-out species)"
     )
     prior: Literal["none", "variational", "archetypal"] = Field(
-        "none", description="prior on the code: none, a Gaussian (variational) or archetypes"
+        "none",
+        description="prior on the code: none, a Gaussian (variational), or Deep Archetypal "
+        "Analysis (archetypal: every code a convex mixture of meta.archetypes fixed corners "
+        "of a simplex; the code size is then meta.archetypes - 1)",
     )
     steps: int = Field(
         600,
@@ -459,7 +462,37 @@ class MetaConfig(_Section):
     off_manifold_fraction: float = Field(
         0.25, ge=0, le=1, description="share of probes drawn off the data (random directions)"
     )
-    archetypes: int = Field(4, ge=2, description="archetypal prior: number of archetypes")
+    archetypes: int = Field(
+        4,
+        ge=2,
+        description="archetypal prior: number of archetypes k; the code size is k - 1 (set "
+        "one of meta.latent and meta.archetypes, the other follows)",
+    )
+    archetype_weight: float = Field(
+        1.0,
+        ge=0,
+        description="archetypal prior: weight of the archetype loss, which keeps every "
+        "archetype a convex mixture of the species' codes (on their hull)",
+    )
+    archetype_prior: Literal["gaussian", "dirichlet"] = Field(
+        "gaussian",
+        description="archetypal prior: the prior of the KL term, a standard normal "
+        "(gaussian) or the Dirichlet-style prior (unit Gaussians around Dirichlet mixtures "
+        "of the archetypes)",
+    )
+    dirichlet_concentration: float = Field(
+        1.0, gt=0, description="archetypal prior, dirichlet: concentration of the Dirichlet"
+    )
+    side_information: str = Field(
+        "none",
+        description="a species-level variable the MAE learns to predict from its code (the "
+        "side information of Deep AA): none, trait_<i> (the i-th true trait) or traits (all). "
+        "It reads the TRUE traits: the MAE is then supervised by the truth, and its scores "
+        "against the traits are no longer blind",
+    )
+    side_weight: float = Field(
+        1.0, ge=0, description="side information: weight of its prediction loss"
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="where the MAE trains; auto: CUDA when present (--device overrides)"
     )
@@ -470,6 +503,47 @@ class MetaConfig(_Section):
         if isinstance(v, int) and v < 1:
             raise ValueError(f"must be >= 1 or 'auto', got {v}")
         return v
+
+    @field_validator("side_information")
+    @classmethod
+    def _side_information_name(cls, v: str) -> str:
+        if side_information_index(v) is None and v not in ("none", "traits"):
+            raise ValueError(f"must be none, traits or trait_<i> (i >= 1), got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _archetypal_code_size(self) -> MetaConfig:
+        # Deep AA's k archetypes are the corners of a regular simplex in a (k - 1)-dimensional
+        # code: the one of latent and archetypes that was given sets the other. Written into
+        # __dict__ (no re-validation, fields_set unchanged): the resolved scenario then states
+        # both, consistently.
+        if self.prior != "archetypal":
+            return self
+        given = self.model_fields_set
+        if self.latent == "auto":
+            raise _FieldError(
+                "latent", "must be a number with prior archetypal (meta.archetypes - 1), not auto"
+            )
+        if "latent" in given and "archetypes" in given:
+            if self.latent != self.archetypes - 1:
+                raise _FieldError(
+                    "latent",
+                    f"must be meta.archetypes - 1 = {self.archetypes - 1} with prior "
+                    f"archetypal, got {self.latent}",
+                )
+        elif "latent" in given:
+            self.__dict__["archetypes"] = int(self.latent) + 1
+        else:
+            self.__dict__["latent"] = self.archetypes - 1
+        return self
+
+
+def side_information_index(name: str) -> int | None:
+    """``i`` for ``trait_<i>`` (1-based, ``i >= 1``), else ``None``."""
+    head, _, tail = str(name).partition("_")
+    if head == "trait" and tail.isdigit() and int(tail) >= 1:
+        return int(tail)
+    return None
 
 
 class AnalysisConfig(_Section):
@@ -567,6 +641,16 @@ class Scenario(_Section):
     analysis: AnalysisConfig = Field(
         default_factory=AnalysisConfig, description="inferred tree, scores and baselines"
     )
+
+    @model_validator(mode="after")
+    def _side_information_exists(self) -> Scenario:
+        i = side_information_index(self.meta.side_information)
+        if i is not None and i > self.traits.dim:
+            raise _FieldError(
+                "meta.side_information",
+                f"trait_{i} does not exist: traits.dim is {self.traits.dim}",
+            )
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved scenario as plain data (every default filled in)."""

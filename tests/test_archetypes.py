@@ -18,11 +18,14 @@ from evosim.analysis.archetypal_analysis import (
     successive_projection,
 )
 from evosim.analysis.archetypes import (
+    ARCHETYPE_BASELINES,
+    archetype_analysis,
     archetype_baselines,
     archetype_positions,
     archetype_recovery,
     archetype_scores,
-    write_archetype_scores,
+    archetypes_markdown,
+    weights_summary,
 )
 from evosim.evolve import tradeoff
 from evosim.phylo import grow_tree
@@ -306,9 +309,16 @@ def test_baselines_and_scores_on_a_world(world, tmp_path: Path):
         species=bank.species, is_mixed=True, replicates=1, params=None, instances=None
     )
     assert "not_applicable" in archetype_baselines(sim, mixed)["aa_raw_weights"]
-    paths = write_archetype_scores(sim, bank, None, tmp_path)
-    names = {p.name for p in paths}
-    assert {"archetypes.json", "archetype_weights.png", "archetypes.png"} <= names
+    # the analysis stage's part: without MAE archetypes, the oracle's weights are shown
+    summary, figures = archetype_analysis(
+        sim, bank, SimpleNamespace(archetype_weights=None), seed=1
+    )
+    assert summary["source"] == "aa_traits" and summary["tasks"] == 3
+    assert "positions" not in summary["baselines"]["aa_traits"]
+    assert set(figures["positions"]) == set(ARCHETYPE_BASELINES) and "instances" not in figures
+    assert "## Archetypes" in "\n".join(archetypes_markdown(summary))
+    paths = plot.plot_archetype_figures(figures, tmp_path)
+    assert {p.name for p in paths} == {"archetype_weights.png", "archetypes.png"}
     for p in paths:
         assert p.stat().st_size > 0
 
@@ -328,3 +338,19 @@ def test_weight_figures(tmp_path: Path, k: int):
     x = w @ np.random.default_rng(20).standard_normal((k, 4))
     q = plot.plot_archetypes(x, x[:k], {"a": x[:k] + 0.1, "b": x[:k] - 0.1}, tmp_path / "a.png")
     assert q.stat().st_size > 0
+
+
+def test_weights_summary_known_answer():
+    from evosim.analysis.archetypes import SPECIALIST
+
+    pure = SPECIALIST + (1 - SPECIALIST) / 2
+    w = np.array([[1.0, 0.0, 0.0], [pure, 1 - pure, 0.0], [1 / 3, 1 / 3, 1 / 3], [0, 0.2, 0.8]])
+    out = weights_summary(w, ["a", "b", "c", "d"])
+    assert out["k"] == 3
+    np.testing.assert_allclose(out["mean_weight"], w.mean(0))
+    assert out["mean_max_weight"] == pytest.approx((1 + pure + 1 / 3 + 0.8) / 4)
+    special_d = int(0.8 >= SPECIALIST)
+    assert out["specialists"] == [2, 0, special_d]
+    assert [n["species"] for n in out["nearest_species"]] == ["a", "c", "d"]
+    with pytest.raises(ValueError, match="4 rows"):
+        weights_summary(w, ["a"])

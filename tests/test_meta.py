@@ -451,21 +451,82 @@ def test_weight_representations_and_replicates(representation):
     np.testing.assert_array_equal(twin.member_latents, meta.member_latents)
 
 
-@pytest.mark.parametrize("prior", ["variational", "archetypal"])
-def test_priors_run(prior):
+def test_variational_prior_runs():
     bank = random_bank(s=6, r=1)
     meta = fit_meta_autoencoder(
         bank,
-        MetaConfig(latent=3, prior=prior, steps=50, archetypes=3, probes=32, device="cpu"),
+        MetaConfig(latent=3, prior="variational", steps=50, probes=32, device="cpu"),
         seed=1,
         progress=False,
     )
     assert meta.latents.shape == (6, 3) and np.isfinite(meta.latents).all()
-    if prior == "archetypal":
-        # codes are convex combinations of the archetypes: inside their bounding box
-        arch = meta.encoder.archetypes.detach().numpy()
-        assert (meta.latents >= arch.min(0) - 1e-5).all()
-        assert (meta.latents <= arch.max(0) + 1e-5).all()
+    assert meta.archetype_weights is None and meta.archetype_latents is None
+    with pytest.raises(ValueError, match="no archetypes"):
+        meta.decode_archetypes()
+
+
+def test_archetypal_prior_code_size_follows_the_archetypes():
+    assert MetaConfig(prior="archetypal", archetypes=5).latent == 4
+    assert MetaConfig(prior="archetypal", latent=2).archetypes == 3
+    with pytest.raises(ValueError, match="archetypes - 1 = 2"):
+        MetaConfig(prior="archetypal", archetypes=3, latent=3)
+    with pytest.raises(ValueError, match="not auto"):
+        MetaConfig(prior="archetypal", latent="auto")
+
+
+@pytest.mark.parametrize("archetype_prior", ["gaussian", "dirichlet"])
+def test_archetypal_prior_codes_are_mixtures_of_fixed_simplex_corners(archetype_prior, tmp_path):
+    bank = random_bank(s=6, r=1)
+    config = MetaConfig(
+        prior="archetypal",
+        archetypes=3,
+        archetype_prior=archetype_prior,
+        steps=50,
+        probes=32,
+        device="cpu",
+    )
+    meta = fit_meta_autoencoder(bank, config, seed=1, progress=False)
+    corners = meta.archetype_latents
+    # the corners of a regular simplex: centred, unit circumradius, all pairs equally apart
+    assert corners.shape == (3, 2)
+    np.testing.assert_allclose(corners.mean(0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(corners, axis=1), 1.0, atol=1e-6)
+    gaps = [np.linalg.norm(corners[i] - corners[j]) for i, j in [(0, 1), (0, 2), (1, 2)]]
+    np.testing.assert_allclose(gaps, np.sqrt(3.0), atol=1e-6)
+    # every code is a convex mixture of them, weights on the simplex
+    w = meta.archetype_weights
+    assert w.shape == (6, 3) and (w >= 0).all()
+    np.testing.assert_allclose(w.sum(1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(meta.latents, w @ corners, atol=1e-5)
+    np.testing.assert_allclose(meta.encode_weights(bank) @ corners, meta.encode(bank), atol=1e-5)
+    # the archetypes decode to working AEs, which save and load with the rest
+    archetypes = meta.decode_archetypes()
+    assert isinstance(archetypes, AEBank)
+    assert archetypes.species == ["archetype_1", "archetype_2", "archetype_3"]
+    meta.save(tmp_path / "mae.pt")
+    again = MetaResult.load(tmp_path / "mae.pt")
+    np.testing.assert_array_equal(again.archetype_weights, w)
+    np.testing.assert_allclose(again.archetype_latents, corners)
+
+
+def test_side_information_is_predicted_from_the_code(tmp_path):
+    bank = random_bank(s=6, r=1)
+    values = np.linspace(-3.0, 3.0, 6)[:, None] + 10.0
+    config = MetaConfig(
+        latent=2, steps=300, probes=32, device="cpu", side_information="trait_1", side_weight=5.0
+    )
+    meta = fit_meta_autoencoder(bank, config, seed=1, progress=False, side_information=values)
+    predicted = meta.predict_side(meta.latents)
+    # in the variable's own units, and far closer to it than its mean is
+    assert predicted.shape == (6, 1)
+    assert np.mean((predicted - values) ** 2) < 0.1 * np.var(values)
+    meta.save(tmp_path / "mae.pt")
+    np.testing.assert_allclose(
+        MetaResult.load(tmp_path / "mae.pt").predict_side(meta.latents), predicted, atol=1e-6
+    )
+    plain = fit_meta_autoencoder(bank, MetaConfig(latent=2, steps=5, probes=16, device="cpu"))
+    with pytest.raises(ValueError, match="without side information"):
+        plain.predict_side(plain.latents)
 
 
 def test_latent_auto_reports_choice():

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from evosim.analysis.archetypes import archetype_analysis
 from evosim.analysis.baselines import BASELINES, baseline_distances, not_applicable
 from evosim.analysis.identification import identification_for_analysis
 from evosim.analysis.metrics import euclidean, patristic, score_distances
@@ -176,6 +177,8 @@ def analyse(
             sim, bank, meta, distances=distances, folds=config.generative_folds, seed=seed
         )
 
+    archetypes, archetype_figures = archetype_analysis(sim, bank, meta, seed=seed)
+
     support: dict[str, float] = {}
     summary: dict[str, float] = {}
     floor: dict[str, float] = {}
@@ -230,6 +233,8 @@ def analyse(
         seed=seed,
         generative=generative,
         generative_figures=generative_figures,
+        archetypes=archetypes,
+        archetype_figures=archetype_figures,
     )
     report.identification = identification_for_analysis(sim, bank, config, seed=seed, device=dev)
     log.info("analysis: %d methods scored in %.1f s", len(names) + 1, time.perf_counter() - t0)

@@ -29,8 +29,13 @@ Baselines (:func:`archetype_baselines`): linear AA with ``k`` = the number of ta
   several architectures).
 
 :func:`archetype_scores` bundles the baselines and, when the MAE has archetype weights,
-the MAE; :func:`write_archetype_scores` writes them (``archetypes.json``) and their
-figures. The truth (traits, optima, true task weights) is read only here, to score.
+the MAE. :func:`archetype_analysis` is the analysis stage's part: it runs whenever the
+world records task optima (``traits.model: tradeoff``) or the MAE has archetype weights
+(``meta.prior: archetypal``), and returns the summary for ``metrics.json`` (key
+``archetypes``) and the data of the figures (``archetypes.json``): the weights per species,
+the species nearest each archetype, the scores against the optima, and instances generated
+by the decoded archetypes beside the nearest species' own. The truth (traits, optima, true
+task weights) is read only here, to score.
 
 References
 ----------
@@ -43,7 +48,6 @@ Kuhn H.W. (1955) The Hungarian method for the assignment problem. Naval Res. Log
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,12 +57,14 @@ from evosim.analysis.archetypal_analysis import archetypal_analysis
 
 __all__ = [
     "ARCHETYPE_BASELINES",
+    "archetype_analysis",
     "archetype_baselines",
     "archetype_positions",
     "archetype_recovery",
     "archetype_scores",
+    "archetypes_markdown",
     "linear_aa_weights",
-    "write_archetype_scores",
+    "weights_summary",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,6 +73,12 @@ ARCHETYPE_BASELINES = ("aa_traits", "aa_data_mean", "aa_raw_weights")
 
 #: Ridge toward the centroid, relative to the mean squared weight (see the module notes).
 RIDGE = 1e-9
+#: A species is a specialist when one archetype has at least this weight.
+SPECIALIST = 0.8
+#: Instances per archetype in the figure data (generated, and the nearest species' own),
+#: and per species for the background of the instance figure.
+FIGURE_INSTANCES = 64
+BACKGROUND_INSTANCES = 16
 
 
 def _weights(weights: np.ndarray) -> np.ndarray:
@@ -276,50 +288,209 @@ def archetype_scores(
     }
 
 
-def write_archetype_scores(
-    sim: Any, bank: Any, meta: Any, out_dir: str | Path, *, k: int | None = None
-) -> list[Path]:
-    """Score archetypes (:func:`archetype_scores`) and write ``archetypes.json`` and figures.
+def weights_summary(weights: np.ndarray, species: list[str]) -> dict[str, Any]:
+    """How species spread over the archetypes: plain data for ``metrics.json``.
 
-    Figures (in ``out_dir/figures``): ``archetype_weights.png`` (the MAE's weights, else
-    the oracle's: a ternary plot for 3 archetypes, a heat map otherwise) and
-    ``archetypes.png`` (the species, the true optima and every method's archetypes in the
-    plane of the traits' two main axes).
+    Parameters
+    ----------
+    weights
+        ``[S, k]`` simplex weights.
+    species
+        ``[S]`` names.
 
     Returns
     -------
-    list[Path]
-        The files written.
+    dict
+        ``k``; ``mean_weight`` ``[k]`` (the archetypes' shares of the species);
+        ``mean_max_weight`` (mean over species of its largest weight: ``1/k`` when every
+        species is an even mixture, 1 when all are pure); ``specialists`` (species with a
+        weight >= :data:`SPECIALIST` on one archetype) per archetype; ``nearest_species``
+        per archetype: the species weighing most on it and that weight.
     """
-    from evosim import plot, runio
-
-    out = Path(out_dir)
-    scores = archetype_scores(sim, bank, meta, k=k)
-    paths = [runio.write_json(out / "archetypes.json", scores)]
-    species = list(bank.species)
-    traits, optima, _ = _truth(sim, species)
-    methods = {"mae": scores["mae"], **scores["baselines"]}
-    positions = {
-        name: np.asarray(m["positions"]) for name, m in methods.items() if "positions" in m
+    w = _weights(weights)
+    if len(species) != len(w):
+        raise ValueError(f"species must name the {len(w)} rows of weights")
+    top = w.argmax(axis=1)
+    special = w.max(axis=1) >= SPECIALIST
+    return {
+        "k": int(w.shape[1]),
+        "mean_weight": [float(v) for v in w.mean(axis=0)],
+        "mean_max_weight": float(w.max(axis=1).mean()),
+        "specialists": [int(np.sum(special & (top == j))) for j in range(w.shape[1])],
+        "nearest_species": [
+            {"species": str(species[int(np.argmax(w[:, j]))]), "weight": float(w[:, j].max())}
+            for j in range(w.shape[1])
+        ],
     }
-    weights = getattr(meta, "archetype_weights", None) if meta is not None else None
-    title = "MAE archetype weights"
-    if weights is None and "aa_traits" in scores["baselines"]:
-        weights = linear_aa_weights(traits, len(optima) if k is None else k)
-        title = "linear AA on the true traits (oracle)"
-    if weights is not None:
-        paths.append(
-            plot.plot_archetype_weights(
-                np.asarray(weights), out / "figures" / "archetype_weights.png", title=title
-            )
+
+
+def _instance_figure_data(
+    sim: Any, meta: Any, weights: np.ndarray, species: list[str], seed: int
+) -> dict[str, Any]:
+    """Decoded archetypes' generated instances beside the nearest species' own."""
+    from evosim.seeding import rng as make_rng
+
+    z = meta.archetype_latents
+    generated = meta.generate(z, FIGURE_INSTANCES, seed=seed)  # [k, n, D]
+    pos = {s: i for i, s in enumerate(sim.species)}
+    data = np.asarray(sim.instances)
+    g = make_rng(seed, "archetypes", "figure")
+    nearest = [species[int(np.argmax(weights[:, j]))] for j in range(weights.shape[1])]
+    own = []
+    for name in nearest:
+        x = data[pos[name]]
+        own.append(x[g.choice(len(x), min(FIGURE_INSTANCES, len(x)), replace=False)])
+    background = np.concatenate(
+        [
+            data[pos[s]][
+                g.choice(data.shape[1], min(BACKGROUND_INSTANCES, data.shape[1]), replace=False)
+            ]
+            for s in species
+        ]
+    )
+    return {
+        "generated": np.asarray(generated, dtype=np.float64),
+        "nearest": np.stack(own).astype(np.float64),
+        "nearest_species": nearest,
+        "background": background.astype(np.float64),
+    }
+
+
+def archetype_analysis(
+    sim: Any, bank: Any, meta: Any, *, seed: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The analysis stage's archetypes: summary for ``metrics.json`` and figure data.
+
+    Runs when the world records task optima or the MAE has archetype weights; returns
+    ``({}, {})`` otherwise.
+
+    Parameters
+    ----------
+    sim
+        The simulated world (its task optima, traits and task weights are read only to
+        score; its instances for the figure).
+    bank
+        The trained AEs (species order).
+    meta
+        The fitted MAE (``archetype_weights``, ``archetype_latents`` and ``generate`` when
+        its prior is archetypal).
+    seed
+        Seeds the generated and subsampled instances of the figure.
+
+    Returns
+    -------
+    (dict, dict)
+        Summary: ``source`` (whose weights ``weights`` summarises: ``mae``, or
+        ``aa_traits``, the oracle's, when the MAE has none), ``weights``
+        (:func:`weights_summary`), and with task optima ``tasks``, ``mae`` and
+        ``baselines`` (:func:`archetype_recovery` metrics without ``positions``, or
+        ``not_applicable``). Figure data: ``species``, ``weights [S, k]``, ``source``,
+        with optima ``traits``, ``optima``, ``positions`` (method -> ``[k, d]``),
+        ``true_weights``; with decoded archetypes ``instances`` (``generated [k, n, D]``,
+        ``nearest [k, n, D]``, ``nearest_species``, ``background [S * n', D]``).
+    """
+    species = list(bank.species)
+    mae_weights = getattr(meta, "archetype_weights", None) if meta is not None else None
+    has_tasks = getattr(sim, "task_optima", None) is not None
+    if mae_weights is None and not has_tasks:
+        return {}, {}
+    summary: dict[str, Any] = {}
+    figures: dict[str, Any] = {"species": species}
+    if has_tasks:
+        traits, optima, true_w = _truth(sim, species)
+        scores = archetype_scores(sim, bank, meta)
+        methods = {"mae": scores["mae"], **scores["baselines"]}
+        figures["positions"] = {
+            name: np.asarray(m["positions"]) for name, m in methods.items() if "positions" in m
+        }
+        figures.update(traits=traits, optima=optima)
+        if true_w is not None:
+            figures["true_weights"] = true_w
+        summary["tasks"] = scores["tasks"]
+        summary["mae"] = _without_positions(scores["mae"])
+        summary["baselines"] = {n: _without_positions(m) for n, m in scores["baselines"].items()}
+    if mae_weights is not None:
+        weights, source = np.asarray(mae_weights, dtype=np.float64), "mae"
+    else:
+        weights, source = linear_aa_weights(traits, len(optima)), "aa_traits"
+    summary = {"source": source, "weights": weights_summary(weights, species), **summary}
+    figures.update(weights=weights, source=source)
+    if mae_weights is not None and getattr(meta, "archetype_latents", None) is not None:
+        figures["instances"] = _instance_figure_data(sim, meta, weights, species, seed)
+    if has_tasks:
+        log.info(
+            "archetypes: recovery error %s",
+            ", ".join(
+                f"{n} {m['archetype_error']:.3f}"
+                for n, m in {"mae": summary["mae"], **summary["baselines"]}.items()
+                if "archetype_error" in m
+            ),
         )
-    paths.append(
-        plot.plot_archetypes(traits, optima, positions, out / "figures" / "archetypes.png")
+    return summary, figures
+
+
+def _without_positions(m: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in m.items() if k != "positions"}
+
+
+_METHOD_LABELS = {
+    "mae": "**MAE (archetypal prior)**",
+    "aa_traits": "linear AA, true mean traits (oracle)",
+    "aa_data_mean": "linear AA, data means",
+    "aa_raw_weights": "linear AA, raw AE weights",
+}
+
+
+def archetypes_markdown(summary: dict[str, Any]) -> list[str]:
+    """The report.md section of the archetypes (lines)."""
+    if not summary:
+        return []
+    w = summary["weights"]
+    who = (
+        "the MAE's (archetypal prior)"
+        if summary["source"] == "mae"
+        else "linear AA on the true traits (the MAE has no archetypes)"
     )
-    log.info(
-        "archetypes: %s",
-        ", ".join(
-            f"{n} {m['archetype_error']:.3f}" for n, m in methods.items() if "archetype_error" in m
-        ),
-    )
-    return paths
+    k = w["k"]
+    lines = [
+        "## Archetypes",
+        "",
+        f"Weights of each species on {k} archetypes, {who}: mean largest weight "
+        f"{w['mean_max_weight']:.2f} (1/{k} = {1 / k:.2f} for even mixtures, 1 for pure "
+        f"types).",
+        "",
+        "| archetype | mean weight | specialists (weight >= "
+        f"{SPECIALIST}) | nearest species | its weight |",
+        "|---|---:|---:|---|---:|",
+    ]
+    for j in range(k):
+        near = w["nearest_species"][j]
+        lines.append(
+            f"| {j + 1} | {w['mean_weight'][j]:.2f} | {w['specialists'][j]} | "
+            f"{near['species']} | {near['weight']:.2f} |"
+        )
+    lines.append("")
+    if "tasks" in summary:
+        lines += [
+            f"Recovery of the {summary['tasks']} true task optima: each method's archetypes "
+            "placed in trait space by regressing the species' true traits on its weights, "
+            "matched to the optima by optimal assignment; error = distance in units of the "
+            "species' trait spread (0 is perfect; mean and worst over the optima). weight r: "
+            "mean correlation of matched weights with the true task weights; R^2: traits "
+            "explained by the weights.",
+            "",
+            "| method | error | worst | weight r | R^2 |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, m in {"mae": summary["mae"], **summary["baselines"]}.items():
+            label = _METHOD_LABELS.get(name, name)
+            if "not_applicable" in m:
+                lines.append(f"| {label} | not applicable: {m['not_applicable']} | | | |")
+                continue
+            r = m.get("weight_correlation")
+            lines.append(
+                f"| {label} | {m['archetype_error']:.3f} | {m['archetype_error_max']:.3f} | "
+                f"{'n/a' if r is None else f'{r:.2f}'} | {m['explained']:.2f} |"
+            )
+        lines.append("")
+    return lines

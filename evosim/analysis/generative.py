@@ -221,7 +221,14 @@ def fidelity_scores(
         log.info(
             "generative scores: MAE fold %d of %d (%d species held out)", f + 1, folds, len(test)
         )
-        sub = fit_meta_autoencoder(tr_bank, meta.config, seed=meta.seed, progress=False)
+        side = getattr(meta, "side_information", None)
+        sub = fit_meta_autoencoder(
+            tr_bank,
+            meta.config,
+            seed=meta.seed,
+            progress=False,
+            side_information=None if side is None else dict(zip(side["species"], side["values"])),
+        )
         z = sub.encode(ho_bank).reshape(len(test), int(bank.replicates), -1).mean(axis=1)
         x = held[test]
         mae_r[test] = _decoded_mse(sub, z, x) / own[test]

@@ -17,6 +17,9 @@ Files written (in the run directory)::
     true_distances.tsv      [S, S] true patristic distances, labelled square matrix
     metrics.json            {"mae": {...}, "baselines": {...}, ..., "provenance": {...}}
     report.md               the table a person reads first
+    archetypes.json         when the world has task optima or the MAE archetypes: the
+                            data of the archetype figures (weights per species, positions,
+                            decoded archetypes' instances); the scores are in metrics.json
     ae_losses.csv, mae_losses.csv   training curves (for redrawing the figures)
 
 The ``.tsv`` matrices are tab-separated with the species names as the first row (after
@@ -238,6 +241,10 @@ class Report:
     provenance
         The reproducible part of the run's provenance record (see
         :func:`evosim.provenance.stable_provenance`), written into ``metrics.json``.
+    archetypes, archetype_figures
+        When the world records task optima or the MAE has archetypes: the summary and
+        scores (``metrics.json`` key ``archetypes``) and the figures' data
+        (``archetypes.json``), see :func:`evosim.analysis.archetypes.archetype_analysis`.
     """
 
     inferred_tree: Any
@@ -265,6 +272,8 @@ class Report:
     identification: dict[str, Any] = field(default_factory=dict)
     generative: dict[str, Any] = field(default_factory=dict)
     generative_figures: dict[str, Any] = field(default_factory=dict)
+    archetypes: dict[str, Any] = field(default_factory=dict)
+    archetype_figures: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ text
 
@@ -375,6 +384,10 @@ class Report:
             from evosim.analysis.generative import generative_markdown
 
             lines += generative_markdown(self.generative)
+        if self.archetypes:
+            from evosim.analysis.archetypes import archetypes_markdown
+
+            lines += archetypes_markdown(self.archetypes)
         if self.timings:
             lines += ["## Stage timings", "", "| stage | seconds |", "|---|---:|"]
             lines += [f"| {k} | {v:.2f} |" for k, v in self.timings.items()]
@@ -386,6 +399,13 @@ class Report:
             if name == "mae_training" and not self.mae_losses:
                 continue
             lines.append(f"![{title}](figures/{name}.png)")
+        if self.archetype_figures:
+            shown_figures = {"archetype_weights": "archetype weights per species"}
+            if self.archetype_figures.get("optima") is not None:
+                shown_figures["archetypes"] = "archetypes vs the true task optima"
+            if self.archetype_figures.get("instances"):
+                shown_figures["archetype_instances"] = "decoded archetypes' instances"
+            lines += [f"![{t}](figures/{n}.png)" for n, t in shown_figures.items()]
         lines += [
             "",
             "## Files",
@@ -412,6 +432,8 @@ class Report:
             out["identification"] = identification_summary(self.identification)
         if self.generative:
             out["generative"] = self.generative
+        if self.archetypes:
+            out["archetypes"] = self.archetypes
         # Wall times live in report.md and provenance.json, not here.
         out["meta"] = {
             k: v
@@ -495,6 +517,12 @@ class Report:
             written.append(
                 runio.write_json(out / "generative.json", figure_data_json(self.generative_figures))
             )
+        if self.archetype_figures:
+            from evosim.analysis.generative import figure_data_json
+
+            written.append(
+                runio.write_json(out / "archetypes.json", figure_data_json(self.archetype_figures))
+            )
         written.append(runio.write_text(out / "report.md", self.markdown()))
         return written
 
@@ -572,6 +600,8 @@ class Report:
             generative_figures=runio.read_json(run / "generative.json")
             if (run / "generative.json").exists()
             else {},
+            archetypes=metrics.get("archetypes", {}),
+            archetype_figures=_read_archetype_figures(run / "archetypes.json", species),
         )
 
 
@@ -653,6 +683,24 @@ def _same_species(path: Path, names: Any, ref_path: Path, ref: set[str]) -> None
             + (f" ({detail})" if detail else ""),
             hint="the run's files disagree: rerun the analysis, or the whole run",
         )
+
+
+def _read_archetype_figures(path: Path, species: list[str]) -> dict[str, Any]:
+    """``archetypes.json``'s figure data, checked against the run's species and itself."""
+    if not path.exists():
+        return {}
+    data = runio.read_json(path)
+    if not isinstance(data, dict) or "weights" not in data:
+        raise FileFormatError(f"{path}: not an evosim archetypes file")
+    if set(data.get("species", [])) != set(species):
+        raise FileFormatError(f"{path}: its species differ from those of latents.csv")
+    try:
+        w = np.asarray(data["weights"], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise FileFormatError(f"{path}: its weights are not a matrix of numbers") from None
+    if w.ndim != 2 or len(w) != len(species):
+        raise FileFormatError(f"{path}: weights must have one row per species ({len(species)})")
+    return data
 
 
 def _read_ae_losses(path: Path, species: set[str]) -> dict[str, Any]:

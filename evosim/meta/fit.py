@@ -15,6 +15,17 @@ on shared probes (:mod:`evosim.meta.behaviour`). The loss is
   code distances like representation distances, ``contrastive_weight`` times NT-Xent over
   replicates.
 
+With ``prior: archetypal`` the MAE is a Deep Archetypal Analysis (Keller et al. 2021;
+:mod:`evosim.meta.archetypal`): the encoder's A head gives each member simplex weights on
+``k = latent + 1`` archetypes fixed at the corners of a regular simplex ``Z*``, the code's
+posterior is ``N(A Z*, diag sigma^2)`` (decoded from a reparameterised sample), and the
+loss adds ``kl_weight`` times its KL to the prior (standard normal, or the Dirichlet-style
+prior) and ``archetype_weight`` times the archetype loss, which asks the B head to write
+each archetype as a convex mixture of the minibatch's codes (so the archetypes stay on
+the hull of the species' codes, and the species nearest the corners are the extremes).
+Optional side information (``meta.side_information``) adds ``side_weight`` times the MSE of
+a small head predicting that species-level variable from the code.
+
 Regularisation for decoding species the MAE was not fitted on: multiplicative code noise
 (the decoder must work in a neighbourhood of every code, not only at it), AdamW weight
 decay, and a small code (chosen by ``latent: auto`` on held-out species).
@@ -36,9 +47,9 @@ import numpy as np
 import torch
 
 from evosim.devices import resolve_device
-from evosim.meta import losses
+from evosim.meta import archetypal, losses
 from evosim.meta.behaviour import Behaviour, behaviour_targets
-from evosim.meta.network import Encoder, HyperDecoder
+from evosim.meta.network import Encoder, HyperDecoder, SideHead
 from evosim.meta.representation import (
     Frame,
     RepresentationMap,
@@ -74,6 +85,10 @@ MIN_PASSES = 100
 CYCLE_MEMBERS = 8
 #: Folds over species for ``latent: auto``.
 FOLDS = 4
+#: Dirichlet-style prior: Dirichlet draws per step for its density, and reparameterised
+#: samples per code for its Monte Carlo KL.
+DIRICHLET_DRAWS = 256
+DIRICHLET_KL_SAMPLES = 8
 
 
 @contextlib.contextmanager
@@ -124,6 +139,7 @@ class Problem:
     rep_scale: torch.Tensor | None = None  # [F]
     frame: Frame | None = None
     law_codes: torch.Tensor | None = None  # [N, c] theta0's codes of the probes
+    side: torch.Tensor | None = None  # [M, q] standardised side information per member
 
     @property
     def n_members(self) -> int:
@@ -242,8 +258,9 @@ def train_mae(
     tag: str,
     *,
     progress: bool = False,
-) -> tuple[Encoder, HyperDecoder, dict[str, torch.Tensor], dict[str, Any]]:
-    """One fit on members ``train_idx``; returns (encoder, decoder, encoder init, curves).
+) -> tuple[Encoder, HyperDecoder, dict[str, torch.Tensor], dict[str, Any], SideHead | None]:
+    """One fit on members ``train_idx``; returns (encoder, decoder, encoder init, curves,
+    side-information head or ``None``).
 
     ``val_idx`` members (held-out species) are only evaluated: encoded by the encoder,
     decoded, and scored by the behaviour loss.
@@ -256,17 +273,24 @@ def train_mae(
     decoder = HyperDecoder(
         latent, list(config.decoder_hidden), prob.spec, prob.theta0, gen, prob.law_codes
     )
+    # made after the two networks, so that they start as they would without it
+    side_head = SideHead(latent, prob.side.shape[1], gen) if prob.side is not None else None
     encoder_init = copy.deepcopy(encoder.state_dict())
     encoder.to(device)
     decoder.to(device)
+    params = [*encoder.parameters(), *decoder.parameters()]
+    if side_head is not None:
+        side_head.to(device)
+        params += list(side_head.parameters())
     opt = torch.optim.AdamW(
-        [*encoder.parameters(), *decoder.parameters()],
+        params,
         lr=config.lr,
         weight_decay=config.weight_decay,
         fused=True,
     )
     noise = torch_generator(seed, "mae", "noise", tag, device=device)
     order = make_rng(seed, "mae", "batches", tag)
+    dirichlet = make_rng(seed, "mae", "dirichlet", tag)
     groups = prob.groups.cpu().numpy()
     batches = _batches(groups[train_idx], order, BATCH)
     tr = torch.as_tensor(train_idx, device=device)
@@ -306,6 +330,9 @@ def train_mae(
             eps = torch.randn(mu.shape, generator=noise, device=device)
             z = mu + eps * torch.exp(0.5 * extra)
             total = total + config.kl_weight * losses.gaussian_kl(mu, extra)
+        elif config.prior == "archetypal":
+            z, terms = _archetypal_terms(encoder, mu, extra, config, noise, dirichlet)
+            total = total + terms
         if config.code_noise > 0:
             # multiplicative in the codes' own spread, so the scale of the codes is free
             rms = mu.detach().std(dim=0).pow(2).mean().sqrt().clamp_min(1e-6)
@@ -327,6 +354,9 @@ def train_mae(
             total = total + config.distance_weight * losses.distance_stress(prob.features[idx], mu)
         if config.contrastive_weight > 0:
             total = total + config.contrastive_weight * losses.nt_xent(mu, prob.groups[idx])
+        if side_head is not None and config.side_weight > 0:
+            assert prob.side is not None
+            total = total + config.side_weight * (side_head(z) - prob.side[idx]).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
@@ -342,7 +372,46 @@ def train_mae(
         bar.close()
     encoder.eval()
     decoder.eval()
-    return encoder.cpu(), decoder.cpu(), encoder_init, {k: np.asarray(v) for k, v in curve.items()}
+    if side_head is not None:
+        side_head.eval()
+        side_head.cpu()
+    curves = {k: np.asarray(v) for k, v in curve.items()}
+    return encoder.cpu(), decoder.cpu(), encoder_init, curves, side_head
+
+
+def _archetypal_terms(
+    encoder: Encoder,
+    mu: torch.Tensor,
+    extra: dict[str, torch.Tensor],
+    config: MetaConfig,
+    noise: torch.Generator,
+    dirichlet: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Deep AA's terms for one minibatch: (posterior sample, KL + archetype loss).
+
+    ``mu = A Z*`` and ``extra`` come from the encoder's archetypal head. The KL is to the
+    standard normal, or Monte Carlo to the Dirichlet-style prior; the archetype loss uses
+    the B head's weights over the minibatch's codes.
+    """
+    z_fixed = encoder.z_fixed
+    logvar = extra["logvar"]
+    eps = torch.randn(mu.shape, generator=noise, device=mu.device)
+    z = mu + eps * torch.exp(0.5 * logvar)
+    if config.archetype_prior == "dirichlet":
+        w = archetypal.dirichlet_weights(
+            encoder.k,
+            DIRICHLET_DRAWS,
+            concentration=config.dirichlet_concentration,
+            rng=dirichlet,
+        ).to(mu.device)
+        kl = archetypal.dirichlet_prior_kl(
+            mu, logvar, z_fixed, w, generator=noise, samples=DIRICHLET_KL_SAMPLES
+        ).mean()
+    else:
+        kl = archetypal.gaussian_kl(mu, logvar).mean()
+    b = archetypal.b_weights(extra["b_logits"])
+    at = archetypal.archetype_loss(extra["weights"], b, z_fixed)
+    return z, config.kl_weight * kl + config.archetype_weight * at
 
 
 def passes(steps: int, members: int) -> int:
@@ -380,6 +449,7 @@ def fit_meta_autoencoder(
     *,
     seed: int | None = None,
     progress: bool = True,
+    side_information: Any = None,
 ) -> MetaResult:
     """Fit a meta-autoencoder over the AEs of a bank: codes in, working AEs out.
 
@@ -396,17 +466,25 @@ def fit_meta_autoencoder(
         run's seed recorded in the bank (``bank.info["seed"]``).
     progress
         Show a progress bar on stderr.
+    side_information
+        Only with ``meta.side_information`` set: the species-level variable the code must
+        predict, a mapping species -> ``[q]`` values (or a number) covering the bank's
+        species, or an ``[S, q]`` array in the bank's species order
+        (:func:`evosim.pipeline.side_information_of` reads it from a simulation).
 
     Returns
     -------
     MetaResult
         ``latents [S, k]``, ``member_latents [M, k]``, ``encode``, ``decode`` (working AEs
-        of ``meta.decode_architecture``), ``generate``, ``save``.
+        of ``meta.decode_architecture``), ``generate``, ``save``; with ``prior:
+        archetypal`` also ``archetype_weights [S, k + 1]``, ``archetype_latents`` and
+        ``decode_archetypes``.
 
     Notes
     -----
     Nothing here sees a tree or a trait: only the bank's AEs, its species labels (to keep
-    replicates together and average them) and its pooled reference inputs.
+    replicates together and average them) and its pooled reference inputs; and, only
+    when the user asks for it with ``meta.side_information``, the given side information.
     """
     config = config if config is not None else MetaConfig()
     t0 = time.perf_counter()
@@ -438,6 +516,14 @@ def fit_meta_autoencoder(
         theta0, theta0_from = _theta0(bank, spec, seed)
         beh = behaviour_targets(bank, probes, seed=seed)
         groups = np.arange(m) // replicates
+        side_values = _side_matrix(side_information, species, config)
+        side = None
+        if side_values is not None:
+            side_mean = side_values.mean(axis=0)
+            side_scale = side_values.std(axis=0)
+            side_scale = np.where(side_scale > 1e-12, side_scale, 1.0)
+            standard = (side_values - side_mean) / side_scale
+            side = torch.as_tensor(np.repeat(standard, replicates, axis=0), dtype=torch.float32)
         with torch.no_grad():
             coords = frame.coords(torch.as_tensor(x))
         prob = Problem(
@@ -454,6 +540,7 @@ def fit_meta_autoencoder(
             law_codes=ae_model.encode(
                 {k: v[None] for k, v in theta0.items()}, spec, torch.as_tensor(probes)
             )[0].detach(),
+            side=None if side is None else side.to(device),
         )
         info: dict[str, Any] = {
             "seed": seed,
@@ -470,7 +557,7 @@ def fit_meta_autoencoder(
             for k in candidates:
                 vals = []
                 for f, (tr, va) in enumerate(folds):
-                    enc, dec, _, _ = train_mae(prob, tr, None, config, k, seed, f"auto{k}-{f}")
+                    enc, dec, *_ = train_mae(prob, tr, None, config, k, seed, f"auto{k}-{f}")
                     vals.append(evaluate(enc.to(device), dec.to(device), prob, va, config))
                 scores[k] = float(np.mean(vals))
             best = min(scores.values())
@@ -480,15 +567,21 @@ def fit_meta_autoencoder(
         else:
             latent = int(config.latent)
         info["latent"] = latent
-        encoder, decoder, encoder_init, curve = train_mae(
+        encoder, decoder, encoder_init, curve, side_head = train_mae(
             prob, np.arange(m), None, config, latent, seed, "final", progress=progress
         )
         info["steps"] = int(curve["step"][-1]) if len(curve["step"]) else 0
         info["final_train_loss"] = float(curve["train"][-1]) if len(curve["train"]) else math.nan
         with torch.no_grad():
-            mu, _ = encoder(coords)
+            mu, extra = encoder(coords)
         member_latents = mu.numpy().astype(np.float64)
         latents = member_latents.reshape(len(species), replicates, latent).mean(axis=1)
+        member_weights = weights = None
+        if config.prior == "archetypal":
+            member_weights = extra["weights"].numpy().astype(np.float64)
+            # the mean of simplex rows is on the simplex, and A Z* is linear: the species'
+            # code is its mean weights times Z*
+            weights = member_weights.reshape(len(species), replicates, -1).mean(axis=1)
         info["seconds"] = time.perf_counter() - t0
         info["device"] = str(device)
         log.info(
@@ -513,4 +606,55 @@ def fit_meta_autoencoder(
             latents=latents,
             losses={"step": curve["step"], "train": curve["train"], "val": curve["val"]},
             info=info,
+            archetype_weights=weights,
+            member_archetype_weights=member_weights,
+            side_head=side_head,
+            side_information=(
+                None
+                if side_values is None
+                else {
+                    "name": config.side_information,
+                    "species": list(species),
+                    "values": side_values.tolist(),
+                    "mean": side_mean.tolist(),
+                    "scale": side_scale.tolist(),
+                }
+            ),
         )
+
+
+def _side_matrix(
+    side_information: Any, species: list[str], config: MetaConfig
+) -> np.ndarray | None:
+    """``[S, q]`` side information in ``species`` order, or ``None`` (checked against config)."""
+    wanted = config.side_information != "none"
+    if side_information is None:
+        if wanted:
+            raise ValueError(
+                f"meta.side_information is {config.side_information!r} but no side "
+                "information was given (pass side_information=, e.g. from "
+                "evosim.pipeline.side_information_of(sim, config))"
+            )
+        return None
+    if not wanted:
+        raise ValueError(
+            "side_information was given but meta.side_information is none: set it to say "
+            "what the values are"
+        )
+    if isinstance(side_information, dict):
+        missing = [s for s in species if s not in side_information]
+        if missing:
+            raise ValueError(f"side_information has no value for species {missing[0]!r}")
+        rows = [np.atleast_1d(np.asarray(side_information[s], dtype=np.float64)) for s in species]
+        values = np.stack(rows)
+    else:
+        values = np.asarray(side_information, dtype=np.float64)
+        if values.ndim == 1:
+            values = values[:, None]
+    if values.ndim != 2 or values.shape[0] != len(species):
+        raise ValueError(
+            f"side_information must be [S, q] with S = {len(species)}, got shape {values.shape}"
+        )
+    if not np.isfinite(values).all():
+        raise ValueError("side_information must be finite")
+    return values

@@ -4,8 +4,14 @@
     An MLP from the representation's principal-axis coordinates to a code head. The head
     (``prior``) turns the MLP's output into the code: ``none`` (the output is the code),
     ``variational`` (mean and log-variance of a Gaussian posterior, Kingma & Welling 2014)
-    or ``archetypal`` (softmax weights over learnt archetype points, the code their convex
-    combination). Each head returns ``(code mean, extra)`` so other priors can plug in.
+    or ``archetypal`` (Deep Archetypal Analysis, Keller et al. 2021: the A head's simplex
+    weights times the fixed archetypes ``Z*`` give the posterior mean, the B head's logits
+    write the archetypes as mixtures of the batch's codes, and a log-variance makes the
+    posterior Gaussian; see :mod:`evosim.meta.archetypal`). Each head returns ``(code
+    mean, extra)`` so other priors can plug in.
+:class:`SideHead`
+    Deep AA's side information: an MLP from a code to a species-level variable it must
+    predict (the deep variational information bottleneck's second decoder).
 :class:`HyperDecoder`
     From any code, every parameter of one AE architecture (an :class:`~evosim.train.AESpec`),
     plus the law of that AE's codes on its species' region, as ``K`` particles whose kernel
@@ -21,11 +27,13 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from evosim.meta.archetypal import a_weights, archetype_coordinates, latent_mean
 from evosim.train.spec import AESpec
 
 __all__ = [
@@ -33,6 +41,7 @@ __all__ = [
     "PRIORS",
     "Encoder",
     "HyperDecoder",
+    "SideHead",
     "linear",
     "particle_bandwidth",
     "particle_sample",
@@ -41,6 +50,12 @@ __all__ = [
 PRIORS = ("none", "variational", "archetypal")
 #: Particles of a decoded AE's code law.
 LAW_PARTICLES = 32
+#: Archetypal head: added to the log-variance output, so that an untrained encoder's
+#: posterior sd is about e^-2 = 0.14, a seventh of the simplex's unit circumradius (the
+#: decoder first learns from codes that are mostly signal).
+LOGVAR_OFFSET = -4.0
+#: Hidden width of the side-information head.
+SIDE_HIDDEN = 64
 
 
 def linear(n_in: int, n_out: int, gen: torch.Generator, *, zero: bool = False) -> nn.Linear:
@@ -81,7 +96,8 @@ class Encoder(nn.Module):
     prior
         One of :data:`PRIORS`.
     archetypes
-        Number of archetype points (``archetypal`` only).
+        Number of archetypes (``archetypal`` only): must be ``latent + 1``, the corners of
+        a regular simplex in the code space (:func:`~evosim.meta.archetypal.archetype_coordinates`).
     gen
         Seeds the initialisation.
     """
@@ -100,22 +116,57 @@ class Encoder(nn.Module):
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
         self.prior = prior
         self.latent = latent
-        head = {"none": latent, "variational": 2 * latent, "archetypal": archetypes}[prior]
-        self.layers = _mlp([n_in, *hidden, head], gen)
         if prior == "archetypal":
-            self.archetypes = nn.Parameter(torch.empty(archetypes, latent))
-            with torch.no_grad():
-                self.archetypes.normal_(0.0, 1.0, generator=gen)
+            if archetypes != latent + 1:
+                raise ValueError(
+                    f"archetypal prior: {archetypes} archetypes need a code of size "
+                    f"{archetypes - 1}, got {latent}"
+                )
+            self.k = archetypes
+            # A logits, B logits (one column per archetype), log-variance
+            head = 2 * archetypes + latent
+            self.register_buffer("z_fixed", archetype_coordinates(latent))
+        else:
+            head = {"none": latent, "variational": 2 * latent}[prior]
+        self.layers = _mlp([n_in, *hidden, head], gen)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(code mean [n, k], log-variance [n, k] or archetype weights [n, a] or None)``."""
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """``(code mean [n, k], extra)``.
+
+        ``extra``: ``None`` (``none``), the log-variance ``[n, k]`` (``variational``), or
+        for ``archetypal`` a dict: ``weights`` the A weights ``[n, k + 1]``, ``b_logits``
+        ``[n, k + 1]`` (one column per archetype, see
+        :func:`~evosim.meta.archetypal.b_weights`), ``logvar`` ``[n, k]``.
+        """
         h = _run(self.layers, x)
         if self.prior == "variational":
             return h[:, : self.latent], h[:, self.latent :].clamp(-12.0, 6.0)
         if self.prior == "archetypal":
-            w = torch.softmax(h, dim=1)
-            return w @ self.archetypes, w
+            k = self.k
+            a = a_weights(h[:, :k])
+            extra = {
+                "weights": a,
+                "b_logits": h[:, k : 2 * k],
+                "logvar": (h[:, 2 * k :] + LOGVAR_OFFSET).clamp(-12.0, 6.0),
+            }
+            return latent_mean(a, self.z_fixed), extra
         return h, None
+
+
+class SideHead(nn.Module):
+    """Code ``[n, k]`` -> predicted side information ``[n, q]`` (standardised units).
+
+    Deep AA's side information (Keller et al. 2021, after the deep variational information
+    bottleneck of Alemi et al. 2017): the code must also predict a known variable, which
+    steers what the archetypes mean.
+    """
+
+    def __init__(self, latent: int, n_out: int, gen: torch.Generator) -> None:
+        super().__init__()
+        self.layers = _mlp([latent, SIDE_HIDDEN, n_out], gen)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return _run(self.layers, z)
 
 
 class HyperDecoder(nn.Module):

@@ -22,7 +22,13 @@ import torch
 
 from evosim import runio
 from evosim.errors import FileFormatError
-from evosim.meta.network import Encoder, HyperDecoder, particle_bandwidth, particle_sample
+from evosim.meta.network import (
+    Encoder,
+    HyperDecoder,
+    SideHead,
+    particle_bandwidth,
+    particle_sample,
+)
 from evosim.meta.representation import Frame, RepresentationMap
 from evosim.scenario import MetaConfig
 from evosim.seeding import torch_generator
@@ -61,6 +67,14 @@ def _tensor(x: Any) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x))
 
 
+def _optional_tensor(x: Any) -> torch.Tensor | None:
+    return None if x is None else _tensor(x)
+
+
+def _optional_array(x: Any) -> np.ndarray | None:
+    return None if x is None else x.numpy().astype(np.float64)
+
+
 @dataclass
 class MetaResult:
     """A fitted meta-autoencoder and the latent point of every member and species.
@@ -86,6 +100,16 @@ class MetaResult:
         The fitted representation map, its principal-axis frame, and the two networks.
     probes
         ``[P, D]`` the shared probes of the behaviour loss.
+    archetype_weights
+        ``prior: archetypal`` only (else ``None``): ``[S, k + 1]`` each species' simplex
+        weights on the archetypes (the mean of its members' A weights), so that
+        ``latents == archetype_weights @ archetype_latents``.
+    member_archetype_weights
+        ``[M, k + 1]`` the same per member (``None`` without the archetypal prior).
+    side_head, side_information
+        With ``meta.side_information``: the head predicting it from a code
+        (:meth:`predict_side`), and the values it was fitted on (``name``, ``species``,
+        ``values [S, q]``, their standardisation ``mean``/``scale``), plain data.
     """
 
     config: MetaConfig
@@ -102,6 +126,10 @@ class MetaResult:
     latents: np.ndarray
     losses: dict[str, np.ndarray] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    archetype_weights: np.ndarray | None = None
+    member_archetype_weights: np.ndarray | None = None
+    side_head: SideHead | None = None
+    side_information: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ properties
 
@@ -119,6 +147,13 @@ class MetaResult:
     def seed(self) -> int:
         """The seed the MAE was fitted with."""
         return int(self.info["seed"])
+
+    @property
+    def archetype_latents(self) -> np.ndarray | None:
+        """``[k + 1, k]`` the archetypes' points in the latent space (``prior: archetypal``):
+        the fixed corners ``Z*`` of a regular simplex; ``None`` for other priors."""
+        z = getattr(self.encoder, "z_fixed", None)
+        return None if z is None else z.detach().cpu().numpy().astype(np.float64)
 
     # ------------------------------------------------------------------ encoding
 
@@ -143,6 +178,41 @@ class MetaResult:
         MAE was fitted on.
         """
         return self.encode_features(self.represent(bank))
+
+    def encode_weights(self, bank: Any) -> np.ndarray:
+        """Archetype weights ``[M, k + 1]`` of the members of any bank (``prior: archetypal``).
+
+        Rows are on the simplex; ``encode(bank) == encode_weights(bank) @ archetype_latents``.
+
+        Raises
+        ------
+        ValueError
+            The MAE was not fitted with the archetypal prior.
+        """
+        if self.archetype_latents is None:
+            raise ValueError("the MAE has no archetypes (meta.prior is not archetypal)")
+        self.encoder.eval()
+        x = np.asarray(self.represent(bank), dtype=np.float32)
+        with torch.no_grad():
+            _, extra = self.encoder(self.frame.coords(torch.as_tensor(x)))
+        return extra["weights"].numpy().astype(np.float64)
+
+    def predict_side(self, z: Any) -> np.ndarray:
+        """The side information ``[n, q]`` (in its own units) the MAE predicts from codes.
+
+        Raises
+        ------
+        ValueError
+            The MAE was fitted without side information.
+        """
+        if self.side_head is None or self.side_information is None:
+            raise ValueError("the MAE was fitted without side information")
+        self.side_head.eval()
+        with torch.no_grad():
+            out = self.side_head(self._codes(z)).numpy().astype(np.float64)
+        mean = np.asarray(self.side_information["mean"], dtype=np.float64)
+        scale = np.asarray(self.side_information["scale"], dtype=np.float64)
+        return out * scale + mean
 
     def untrained_encode(self, bank_or_features: Any) -> np.ndarray:
         """Codes from the encoder at its random initialisation (a baseline)."""
@@ -227,6 +297,21 @@ class MetaResult:
         if len(names) != n:
             raise ValueError(f"species must have {n} names, got {len(names)}")
         return AEBank.from_params(self.spec, params, list(names), replicates=1)
+
+    def decode_archetypes(self) -> AEBank:
+        """Working AEs of the archetypes, ``archetype_1`` .. ``archetype_{k+1}``: the AEs
+        decoded at :attr:`archetype_latents` (the "archetypal species"; instances of them
+        come from ``generate(archetype_latents, n)``).
+
+        Raises
+        ------
+        ValueError
+            The MAE was not fitted with the archetypal prior.
+        """
+        z = self.archetype_latents
+        if z is None:
+            raise ValueError("the MAE has no archetypes (meta.prior is not archetypal)")
+        return self.decode(z, species=[f"archetype_{j + 1}" for j in range(len(z))])
 
     def code_law(self, z: Any) -> tuple[np.ndarray, np.ndarray]:
         """The law of the decoded AEs' codes: particles ``[n, K, c]`` and bandwidths ``[n]``.
@@ -314,6 +399,14 @@ class MetaResult:
             "losses": {k: _tensor(v) for k, v in self.losses.items()},
             "info": plain_data(self.info),
             "provenance": plain_data(provenance),
+            "archetype_weights": _optional_tensor(self.archetype_weights),
+            "member_archetype_weights": _optional_tensor(self.member_archetype_weights),
+            "side": None
+            if self.side_head is None
+            else {
+                "state": {k: v.detach().cpu() for k, v in self.side_head.state_dict().items()},
+                "information": plain_data(self.side_information),
+            },
         }
         return runio.torch_save(path, payload)
 
@@ -366,6 +459,8 @@ class MetaResult:
         rep = RepresentationMap.from_state(d["representation"])
         frame = Frame.from_state(d["frame"])
         e = d["encoder"]
+        if config.prior == "archetypal" and "z_fixed" not in e["state"]:
+            raise ValueError("its archetypal prior is an older one, without fixed archetypes")
         gen = torch.Generator()
         encoder = Encoder(
             int(e["n_in"]),
@@ -383,6 +478,13 @@ class MetaResult:
         decoder.load_state_dict(state)
         encoder.eval()
         decoder.eval()
+        side_head, side_info = None, None
+        if d.get("side") is not None:
+            side_info = dict(d["side"]["information"])
+            n_out = len(side_info["mean"])
+            side_head = SideHead(int(e["latent"]), n_out, gen)
+            side_head.load_state_dict(d["side"]["state"])
+            side_head.eval()
         return cls(
             config=config,
             representation=rep,
@@ -398,4 +500,8 @@ class MetaResult:
             latents=d["latents"].numpy(),
             losses={k: v.numpy() for k, v in d["losses"].items()},
             info=dict(d["info"]),
+            archetype_weights=_optional_array(d.get("archetype_weights")),
+            member_archetype_weights=_optional_array(d.get("member_archetype_weights")),
+            side_head=side_head,
+            side_information=side_info,
         )
