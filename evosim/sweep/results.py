@@ -233,11 +233,9 @@ def summary_table(
                 "| " + " | ".join([str(point["index"]), *values, label, seeds, *cells]) + " |"
             )
         if not mine:
-            lines.append(
-                "| "
-                + " | ".join([str(point["index"]), *values, "-", f"0 ({failed} failed)"])
-                + " |" * (len(metrics) + 1)
-            )
+            seeds = "0" + (f" ({failed} failed)" if failed else "")
+            cells = [str(point["index"]), *values, "-", seeds, *["-"] * len(metrics)]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
