@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from evosim.scenario import Scenario, ScenarioError, parse_scenario
@@ -220,3 +222,14 @@ def test_base_file_error_names_the_base_and_its_line(base_dir):
 def test_missing_sweep_file(tmp_path):
     with pytest.raises(ScenarioError, match="sweep: no such file"):
         load_sweep(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((Path(__file__).parent.parent / "scenarios" / "sweeps").glob("*.yaml")),
+    ids=lambda p: p.stem,
+)
+def test_bundled_sweeps_are_valid(path):
+    sweep = load_sweep(path)
+    assert len(sweep.parameters) >= 2
+    assert len(sweep.seeds) >= 3 or len(sweep.tasks()) >= 100

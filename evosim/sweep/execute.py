@@ -18,6 +18,7 @@ others go on. A sweep directory holds::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -25,19 +26,28 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from evosim import runio
 from evosim.errors import EvosimError, RunDirectoryError
 from evosim.sweep import results
 from evosim.sweep.spec import Sweep, Task
 
-__all__ = ["SweepOutcome", "execute_task", "import_ray", "run_sweep", "worker_env"]
+__all__ = [
+    "ClusterError",
+    "MissingExtraError",
+    "SweepOutcome",
+    "execute_task",
+    "import_ray",
+    "run_sweep",
+    "worker_env",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +66,10 @@ _OBJECT_STORE_BYTES = 128 * 1024**2
 
 class MissingExtraError(EvosimError):
     """An optional dependency is not installed; the message names the extra."""
+
+
+class ClusterError(EvosimError):
+    """The Ray cluster named by ``address`` cannot be reached."""
 
 
 @dataclass
@@ -162,7 +176,8 @@ def execute_task(task: Task, out: str, *, threads: int, gpu: bool) -> dict[str, 
 # ---------------------------------------------------------------------------- the sweep
 
 
-def _prepare(sweep: Sweep, out: Path, *, resume: bool) -> None:
+def _check_out(sweep: Sweep, out: Path, *, resume: bool) -> None:
+    """Refuse an ``out`` in the way (before anything is written or started)."""
     definition = json.loads(json.dumps(sweep.definition()))
     stored_path = out / "sweep.json"
     if out.exists() and not out.is_dir():
@@ -185,8 +200,11 @@ def _prepare(sweep: Sweep, out: Path, *, resume: bool) -> None:
                 f"{out} holds a different sweep ({', '.join(differs)} differ)",
                 hint="resume with the same sweep file, or choose another --out",
             )
+
+
+def _write_definition(sweep: Sweep, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    runio.write_json(stored_path, definition)
+    runio.write_json(out / "sweep.json", sweep.definition())
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     keys = list(dict.fromkeys(k for p in sweep.points for k in p.overrides))
@@ -251,7 +269,7 @@ def run_sweep(
         raise ValueError("threads and jobs must be >= 1 and gpus_per_task >= 0")
     ray = import_ray() if executor == "ray" else None
     out = Path(out).resolve()
-    _prepare(sweep, out, resume=resume)
+    _check_out(sweep, out, resume=resume)
     tasks = sweep.tasks()
     rows: dict[int, dict[str, Any]] = {}
     pending: list[Task] = []
@@ -266,45 +284,52 @@ def run_sweep(
                 )
         pending.append(task)
     skipped = len(rows)
-    if rows:
-        results.write_results(out / "results.csv", rows.values())
     log.info("sweep %s: %d tasks, %d to run", sweep.name, len(tasks), len(pending))
-
-    bar = tqdm(
-        total=len(tasks),
-        initial=skipped,
-        desc=sweep.name,
-        unit="task",
-        disable=None if progress else True,
-    )
     failures: list[dict[str, Any]] = []
-
-    def record(task: Task, row: dict[str, Any]) -> None:
-        rows[task.index] = row
-        results.write_results(out / "results.csv", rows.values())
-        if row["status"] == "failed":
-            failures.append(row)
-            log.warning("task %s failed: %s (log: %s)", task.name, row["error"], out / row["log"])
-        bar.update(1)
-        bar.set_postfix(failed=len(failures), refresh=False)
-
     gpu = gpus_per_task > 0
-    try:
-        if executor == "serial":
-            _run_serial(pending, out, threads=threads, gpu=gpu, record=record)
-        else:
-            _run_ray(
-                ray,
-                pending,
-                out,
-                jobs=jobs,
-                threads=threads,
-                address=address,
-                gpus_per_task=gpus_per_task,
-                record=record,
-            )
-    finally:
-        bar.close()
+    session = (
+        _ray_session(ray, address=address, jobs=jobs, threads=threads)
+        if ray is not None and pending
+        else contextlib.nullcontext()
+    )
+    with session:
+        # Written once Ray is up: a cluster that cannot be reached leaves ``out`` untouched.
+        _write_definition(sweep, out)
+        if rows:
+            results.write_results(out / "results.csv", rows.values())
+        bar = tqdm(
+            total=len(tasks),
+            initial=skipped,
+            desc=sweep.name,
+            unit="task",
+            disable=None if progress else True,
+        )
+
+        def record(task: Task, row: dict[str, Any]) -> None:
+            rows[task.index] = row
+            results.write_results(out / "results.csv", rows.values())
+            if row["status"] == "failed":
+                failures.append(row)
+                log.warning(
+                    "task %s failed: %s (log: %s)", task.name, row["error"], out / row["log"]
+                )
+            bar.update(1)
+            bar.set_postfix(failed=len(failures), refresh=False)
+
+        # Log records (a failed task's warning) go above the bar instead of breaking it.
+        with logging_redirect_tqdm(), bar:
+            if ray is None:
+                _run_serial(pending, out, threads=threads, gpu=gpu, record=record)
+            else:
+                _run_ray(
+                    ray,
+                    pending,
+                    out,
+                    jobs=jobs,
+                    threads=threads,
+                    gpus_per_task=gpus_per_task,
+                    record=record,
+                )
 
     ordered = [rows[t.index] for t in tasks]
     results.write_results(out / "results.csv", ordered)
@@ -342,6 +367,37 @@ def _run_serial(
                 os.environ[key] = value
 
 
+@contextlib.contextmanager
+def _ray_session(
+    ray: Any, *, address: str | None, jobs: int | None, threads: int
+) -> Iterator[None]:
+    """Ray connected (to ``address``) or started locally; shut down after, if started here."""
+    if ray.is_initialized():
+        yield
+        return
+    if address:
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except ConnectionError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ClusterError(
+                f"cannot reach the Ray cluster at {address}: {first}",
+                hint="start one with `ray start --head`, or leave out --address",
+            ) from None
+    else:
+        ray.init(
+            address="local",  # a fresh instance, even when a cluster runs on this machine
+            num_cpus=jobs * threads if jobs else max(os.cpu_count() or 1, threads),
+            include_dashboard=False,
+            log_to_driver=False,
+            object_store_memory=_OBJECT_STORE_BYTES,
+        )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
 def _run_ray(
     ray: Any,
     pending: Sequence[Task],
@@ -349,52 +405,33 @@ def _run_ray(
     *,
     jobs: int | None,
     threads: int,
-    address: str | None,
     gpus_per_task: float,
     record: Callable[[Task, dict[str, Any]], None],
 ) -> None:
-    if not pending:
-        return
     gpu = gpus_per_task > 0
-    started = not ray.is_initialized()
-    if started:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            cores = jobs * threads if jobs else max(os.cpu_count() or 1, threads)
-            ray.init(
-                num_cpus=cores,
-                include_dashboard=False,
-                log_to_driver=False,
-                object_store_memory=_OBJECT_STORE_BYTES,
-            )
-    try:
-        remote = ray.remote(execute_task).options(
-            num_cpus=threads,
-            num_gpus=gpus_per_task,
-            runtime_env={"env_vars": worker_env(threads, gpu=gpu)},
-        )
-        queue = list(pending)
-        limit = jobs or len(queue)
-        in_flight: dict[Any, Task] = {}
-        while queue or in_flight:
-            while queue and len(in_flight) < limit:
-                task = queue.pop(0)
-                in_flight[remote.remote(task, str(out), threads=threads, gpu=gpu)] = task
-            done, _ = ray.wait(list(in_flight), num_returns=1)
-            for ref in done:
-                task = in_flight.pop(ref)
-                try:
-                    row = ray.get(ref)
-                except ray.exceptions.RayError as exc:  # the worker died (killed, out of memory)
-                    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                    row = results.failed_row(
-                        task, f"{type(exc).__name__}: {first}", device="cuda" if gpu else "cpu"
-                    )
-                record(task, row)
-    finally:
-        if started:
-            ray.shutdown()
+    remote = ray.remote(execute_task).options(
+        num_cpus=threads,
+        num_gpus=gpus_per_task,
+        runtime_env={"env_vars": worker_env(threads, gpu=gpu)},
+    )
+    queue = list(pending)
+    limit = jobs or len(queue)
+    in_flight: dict[Any, Task] = {}
+    while queue or in_flight:
+        while queue and len(in_flight) < limit:
+            task = queue.pop(0)
+            in_flight[remote.remote(task, str(out), threads=threads, gpu=gpu)] = task
+        done, _ = ray.wait(list(in_flight), num_returns=1)
+        for ref in done:
+            task = in_flight.pop(ref)
+            try:
+                row = ray.get(ref)
+            except ray.exceptions.RayError as exc:  # the worker died (killed, out of memory)
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                row = results.failed_row(
+                    task, f"{type(exc).__name__}: {first}", device="cuda" if gpu else "cpu"
+                )
+            record(task, row)
 
 
 def failure_lines(outcome: SweepOutcome, *, at_most: int = 10) -> list[str]:

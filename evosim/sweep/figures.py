@@ -234,7 +234,9 @@ def plot_sweep(sweep_dir: str | Path) -> list[Path]:
         raise FileFormatError(f"{sweep_dir / 'sweep.json'}: unreadable ({exc})") from None
     rows = read_results(sweep_dir / "results.csv")
     out = sweep_dir / "figures"
-    paths = []
+    paths: list[Path] = []
+    if not any(r.get("status") == "done" for r in rows):
+        return paths  # no run finished: nothing to draw
     for parameter in parameters:
         fig = plot_parameter(
             rows, points, parameter, others=[p for p in parameters if p != parameter]

@@ -38,6 +38,7 @@ RESERVED = {
     "seed": "the seed is set by `seeds:`",
     "autoencoder.device": "the device is chosen per task (--gpus-per-task)",
     "meta.device": "the device is chosen per task (--gpus-per-task)",
+    "analysis.device": "the device is chosen per task (--gpus-per-task)",
 }
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
