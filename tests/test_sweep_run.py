@@ -111,6 +111,33 @@ def test_a_task_that_raises_returns_its_error_and_log(sweep_file, tmp_path, monk
     assert "Traceback" in log and "out of cheese" in log
 
 
+def test_a_task_without_a_gpu_is_pinned_to_the_cpu(sweep_file, tmp_path, monkeypatch):
+    import torch
+
+    seen = {}
+
+    def fake_run(scenario, out, *, device, resume, progress):
+        seen.update(
+            device=device,
+            cuda=os.environ.get("CUDA_VISIBLE_DEVICES"),
+            omp=os.environ.get("OMP_NUM_THREADS"),
+            blas=os.environ.get("OPENBLAS_NUM_THREADS"),
+            torch_threads=torch.get_num_threads(),
+        )
+        raise RuntimeError("stop here")
+
+    for var in ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        monkeypatch.setenv(var, "0")  # restored after the test
+    monkeypatch.setattr("evosim.pipeline.run", fake_run)
+    threads = torch.get_num_threads()
+    try:
+        task = load_sweep(sweep_file).tasks()[0]
+        execute_task(task, str(tmp_path), threads=3, gpu=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == {"device": "cpu", "cuda": "", "omp": "3", "blas": "3", "torch_threads": 3}
+
+
 # ---------------------------------------------------------------------------- on Ray
 
 

@@ -127,12 +127,12 @@ def execute_task(task: Task, out: str, *, threads: int, gpu: bool) -> dict[str, 
     for anything it starts; without ``gpu``, CUDA is hidden and ``device="cpu"`` passed to
     :func:`evosim.pipeline.run`. A run directory that holds an unfinished run is resumed.
     """
+    os.environ.update(worker_env(threads, gpu=gpu))  # before anything initialises CUDA
     import torch
 
     from evosim.pipeline import run
     from evosim.scenario import Scenario
 
-    os.environ.update(worker_env(threads, gpu=gpu))
     torch.set_num_threads(threads)
     device = "cuda" if gpu else "cpu"
     root = Path(out)
@@ -141,10 +141,12 @@ def execute_task(task: Task, out: str, *, threads: int, gpu: bool) -> dict[str, 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_path, mode="a", encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # The task's records go to its log only (the sweep reports a failure itself).
     logger = logging.getLogger("evosim")
-    old_level = logger.level
+    old_level, old_propagate = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    logger.propagate = False
     started = time.perf_counter()
     try:
         resume = run_dir.is_dir() and any(run_dir.iterdir())
@@ -170,6 +172,7 @@ def execute_task(task: Task, out: str, *, threads: int, gpu: bool) -> dict[str, 
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+        logger.propagate = old_propagate
         handler.close()
 
 
