@@ -151,6 +151,10 @@ def test_summary_means_and_spreads(sweep):
     assert "| 0 | 4 | aligned | raw_weights | 0 | not applicable |" in lines
     assert "| 1 | 4 | functional | **MAE** | 1 (1 failed) | 0.250 |" in lines
     assert "| 2 | 8 | aligned | - | 0 | - |" in lines
+    brief = summary_table(
+        rows, definition["points"], definition["parameters"], metrics=["nrf"], methods=["mae"]
+    )
+    assert "traits" not in brief and "| 0 | 4 | aligned | **MAE** | 3 | 0.500 ± 0.361 |" in brief
 
 
 def _write_sweep_dir(sweep, rows, out):

@@ -43,7 +43,8 @@ def sweep_command(
         resume=resume,
         progress=progress,
     )
-    echo(outcome.summary)
+    echo(outcome.brief)
+    echo("(every baseline: summary.md)")
     total = len(outcome.rows)
     echo(
         f"\n{total} tasks: {outcome.ran} ran, {outcome.skipped} already finished, "

@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 EXTRA_HINT = 'pip install "evosim[sweep]"'
 STAGES = ("simulate", "train", "meta", "analyse")
+#: The MAE against the oracle and chance: the short summary printed by ``evosim sweep``.
+BRIEF_METHODS = ("mae", "traits", "random")
 _THREAD_VARS = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
@@ -85,7 +87,9 @@ class SweepOutcome:
     ran, skipped, failed
         Tasks run now, tasks found finished and not rerun, tasks that raised.
     summary
-        The summary table (markdown), also in ``summary.md``.
+        The summary table (markdown; every method), also in ``summary.md``.
+    brief
+        The same for the MAE, the ``traits`` oracle and ``random`` chance only.
     """
 
     out: Path
@@ -94,6 +98,7 @@ class SweepOutcome:
     skipped: int
     failed: int
     summary: str
+    brief: str
     failures: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -338,12 +343,16 @@ def run_sweep(
     results.write_results(out / "results.csv", ordered)
     results.write_parquet(out / "results.parquet", ordered)
     definition = sweep.definition()
-    summary = results.summary_table(ordered, definition["points"], definition["parameters"])
+    points, parameters = definition["points"], definition["parameters"]
+    summary = results.summary_table(ordered, points, parameters)
+    brief = results.summary_table(ordered, points, parameters, methods=BRIEF_METHODS)
     runio.write_text(out / "summary.md", f"# sweep {sweep.name}\n\n{summary}\n")
     from evosim.sweep.figures import plot_sweep
 
     plot_sweep(out)
-    return SweepOutcome(out, ordered, len(pending), skipped, len(failures), summary, failures)
+    return SweepOutcome(
+        out, ordered, len(pending), skipped, len(failures), summary, brief, failures
+    )
 
 
 def _run_serial(

@@ -190,6 +190,7 @@ def summary_table(
     parameters: Sequence[str],
     *,
     metrics: Sequence[str] = SUMMARY_METRICS,
+    methods: Sequence[str] | None = None,
 ) -> str:
     """A markdown table: per grid point and method, mean ± sd over seeds of each metric.
 
@@ -203,9 +204,11 @@ def summary_table(
         The swept dotted paths (one column each).
     metrics
         Metric names (columns ``METHOD.METRIC``).
+    methods
+        The methods to show (default: the MAE and every baseline).
     """
     done = [r for r in rows if r.get("status") == "done"]
-    methods = methods_of(done, parameters)
+    methods = [m for m in methods_of(done, parameters) if methods is None or m in methods]
     header = ["point", *parameters, "method", "seeds", *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * (len(parameters) + 3)]
     lines[-1] += "---:|" * len(metrics)
