@@ -10,7 +10,8 @@ into a fresh directory each time in these settings:
 - ``ray 2x2``: 2 tasks at a time, 2 threads each (oversubscribed: 2x the cores);
 - ``loop, again``: the loop once more, last, to show how much the machine drifted.
 
-Ray's start (``ray.init``) is timed apart from the sweep. Columns: wall seconds of the
+One task runs first, untimed (one-off imports and caches). Ray's start (``ray.init``) is
+timed apart from the sweep. Columns: wall seconds of the
 sweep, tasks per second, speed-up against the loop, scaling efficiency (the 1-worker
 wall over (workers x this wall)), Ray's overhead per task in ms ((ray 1x1 - loop) / tasks:
 task dispatch, worker start and import, result transfer), and the oversubscription cost
@@ -46,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from evosim.sweep import parse_sweep, run_sweep  # noqa: E402
+from evosim.sweep.execute import execute_task  # noqa: E402
 
 SWEEP = """\
 name: bench_sweep
@@ -105,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         f"MAE {size['meta_steps']} steps\n",
         flush=True,
     )
+    # One task first, untimed: this process's first run pays one-off imports and caches.
+    execute_task(sweep.tasks()[0], str(root / "warmup"), threads=1, gpu=False)
     rows = []
     reference = None
     for label, executor, jobs, threads in SETTINGS:
