@@ -14,9 +14,13 @@ evosim/analysis/generative.py), then issue 11's targets on that scenario:
 - the midpoint-decoded ancestor beats both sisters on the true parent's instances on
   average and in >= 80% of cherries.
 
-Seeds replace the scenario's own seed (``seed = 1..n``). Single-threaded torch and BLAS
-by default: the models are small, and on a shared machine extra threads only wait on
-each other (see bench_simulate.py).
+Seeds replace the scenario's own seed (``seed = 1..n``). Each scenario is one sweep
+(:mod:`evosim.sweep`: the scenario over its seeds, ``--set`` as fixed overrides), every
+task a whole ``evosim run`` into ``--out``/SCENARIO/runs/...: one after another in this
+process by default, or ``--jobs N`` at once on a local Ray instance (``evosim[sweep]``).
+One torch and BLAS thread per task: the models are small, and on a shared machine extra
+threads only wait on each other (see bench_simulate.py and bench_sweep.py). Stage times
+are the run's (``checkpoints/timings.json``: writing files and figures included).
 
 Usage::
 
@@ -26,6 +30,7 @@ Usage::
     python bench/bench_recovery.py --scenarios quickstart --set meta.latent=auto \
         --set meta.representation=aligned
     python bench/bench_recovery.py --json results.json
+    python bench/bench_recovery.py --jobs 2 --out runs/bench_recovery   # on Ray, kept
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -49,62 +55,53 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from evosim import load_scenario  # noqa: E402
-from evosim.analysis import analyse  # noqa: E402
-from evosim.meta import fit_meta_autoencoder  # noqa: E402
+from evosim.errors import EvosimError  # noqa: E402
 from evosim.scenario import Scenario  # noqa: E402
-from evosim.simulation import simulate  # noqa: E402
-from evosim.train import train_autoencoders  # noqa: E402
+from evosim.sweep import Sweep, parse_sweep, run_sweep  # noqa: E402
 
 COLUMNS = ("nrf", "quartet", "cophenetic_spearman")
 
 
-def _set(data: dict, dotted: str) -> None:
+def _override(dotted: str) -> tuple[str, object]:
     key, _, value = dotted.partition("=")
     if not _:
         raise SystemExit(f"--set wants section.field=value, got {dotted!r}")
-    parts = key.split(".")
-    node = data
-    for p in parts[:-1]:
-        node = node.setdefault(p, {})
-    node[parts[-1]] = yaml.safe_load(value)
+    return key, yaml.safe_load(value)
 
 
-def configure(base: Scenario, seed: int, overrides: list[str], quick: bool) -> Scenario:
+def configure(base: Scenario, seeds: int, overrides: list[str], quick: bool) -> Sweep:
+    """The scenario over seeds 1..n, with ``--set`` overrides, as a sweep."""
     data = base.to_dict()
-    data["seed"] = seed
-    data["autoencoder"]["device"] = "auto"
-    data["meta"]["device"] = "auto"
     data["analysis"]["mantel_permutations"] = 99
     data["analysis"]["random_trees"] = 20
     if quick:
         data["autoencoder"]["steps"] = min(data["autoencoder"]["steps"], 800)
         data["meta"]["steps"] = min(data["meta"]["steps"], 600)
-    for o in overrides:
-        _set(data, o)
-    return Scenario.model_validate(data)
+    grid = {key: [value] for key, value in map(_override, overrides)}
+    text = yaml.safe_dump(
+        {"name": base.name, "base": data, "grid": grid, "seeds": list(range(1, seeds + 1))}
+    )
+    return parse_sweep(text)
 
 
-def run_one(sc: Scenario) -> dict:
-    times = {}
-    t = time.perf_counter()
-    sim = simulate(sc)
-    times["simulate"] = time.perf_counter() - t
-    t = time.perf_counter()
-    bank = train_autoencoders(sim, sc.autoencoder, progress=False)
-    times["train"] = time.perf_counter() - t
-    t = time.perf_counter()
-    meta = fit_meta_autoencoder(bank, sc.meta, seed=sc.seed, progress=False)
-    times["meta"] = time.perf_counter() - t
-    t = time.perf_counter()
-    report = analyse(sim, bank, meta, sc.analysis, seed=sc.seed)
-    times["analyse"] = time.perf_counter() - t
-    rows = {"mae": report.metrics, **report.baselines}
-    return {
-        "scores": rows,
-        "times": times,
-        "latent": meta.info.get("latent"),
-        "generative": report.generative,
-    }
+def collect(sweep: Sweep, out: Path) -> list[dict]:
+    """Each task's scores, stage times, MAE code size and generative scores, read from its
+    run directory."""
+    runs = []
+    for task in sweep.tasks():
+        run_dir = out / task.run_dir
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        times = json.loads((run_dir / "checkpoints" / "timings.json").read_text())
+        scores = {"mae": metrics["mae"], **metrics["baselines"]}
+        runs.append(
+            {
+                "scores": scores,
+                "times": times,
+                "latent": metrics["meta"].get("latent"),
+                "generative": metrics.get("generative", {}),
+            }
+        )
+    return runs
 
 
 def _ms(values: list[float | None]) -> str:
@@ -248,6 +245,13 @@ def main(argv: list[str] | None = None) -> int:
         help="override a scenario field for every run (repeatable)",
     )
     ap.add_argument("--json", help="also write every score to this file")
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs at once on a local Ray instance (default 1: no Ray)",
+    )
+    ap.add_argument("--out", help="keep the run directories here (default: a temporary folder)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     names = args.scenarios or sorted(p.stem for p in (ROOT / "scenarios").glob("*.yaml"))
@@ -261,22 +265,49 @@ def main(argv: list[str] | None = None) -> int:
         f"seeds 1..{seeds}, overrides {args.set or 'none'}\n",
         flush=True,
     )
+    root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_recovery."))
+    executor = "ray" if args.jobs > 1 else "serial"
+    if executor == "ray":
+        import ray
+
+        ray.init(address="local", num_cpus=args.jobs, include_dashboard=False, log_to_driver=False)
     results = {}
-    for name in names:
-        base = load_scenario(ROOT / "scenarios" / f"{name}.yaml")
-        runs = []
-        for seed in range(1, seeds + 1):
-            sc = configure(base, seed, args.set, args.quick)
-            runs.append(run_one(sc))
-            print(
-                f"  {name} seed {seed}: MAE nrf {runs[-1]['scores']['mae']['nrf']:.3f}",
-                file=sys.stderr,
-                flush=True,
+    try:
+        for name in names:
+            try:
+                sweep = configure(
+                    load_scenario(ROOT / "scenarios" / f"{name}.yaml"), seeds, args.set, args.quick
+                )
+            except EvosimError as exc:
+                raise SystemExit(f"bench_recovery: {name}: {exc}") from None
+            out = root / name
+            shutil.rmtree(out, ignore_errors=True)
+            outcome = run_sweep(
+                sweep,
+                out,
+                jobs=args.jobs,
+                executor=executor,
+                gpus_per_task=1.0 if torch.cuda.is_available() else 0.0,
             )
-        results[name] = runs
-        print(table(name, runs), flush=True)
-        print(generative_table(name, runs), flush=True)
-        print(goals(runs) + "\n", flush=True)
+            if outcome.failed:
+                for row in outcome.failures:
+                    print(f"  {name} seed {row['seed']}: {row['error']}", file=sys.stderr)
+                raise SystemExit(f"bench_recovery: {outcome.failed} runs of {name} failed")
+            runs = collect(sweep, out)
+            for seed, r in zip(sweep.seeds, runs):
+                print(
+                    f"  {name} seed {seed}: MAE nrf {r['scores']['mae']['nrf']:.3f}",
+                    file=sys.stderr,
+                )
+            results[name] = runs
+            print(table(name, runs), flush=True)
+            print(generative_table(name, runs), flush=True)
+            print(goals(runs) + "\n", flush=True)
+    finally:
+        if executor == "ray":
+            ray.shutdown()
+        if not args.out:
+            shutil.rmtree(root, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, default=float))
     return 0

@@ -368,15 +368,67 @@ def compare(a: Path, b: Path, as_json: bool, rooted: bool) -> None:
 
 
 @command()
+@click.argument("sweep_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tasks at once (default: the cores / --threads; with --address, all the cluster takes).",
+)
+@click.option("--threads", type=click.IntRange(min=1), default=1, help="CPU threads per task.")
+@click.option("--address", default=None, help="An existing Ray cluster: ray://HOST:PORT or auto.")
+@click.option(
+    "--gpus-per-task", type=click.FloatRange(min=0), default=0.0, help="GPUs per task (0.5 shares)."
+)
+@click.option("--resume", is_flag=True, help="Run only the missing or unfinished tasks in OUT.")
+def sweep(
+    sweep_file: Path,
+    out: Path,
+    jobs: int | None,
+    threads: int,
+    address: str | None,
+    gpus_per_task: float,
+    resume: bool,
+) -> None:
+    """Run a sweep (a scenario over a grid of overrides x seeds) on Ray into OUT."""
+    from evosim.sweep.command import sweep_command
+
+    again = ["evosim", "sweep", str(sweep_file), "--out", str(out), "--resume"]
+    click.get_current_context().meta["evosim.on_interrupt"] = (
+        f"finished tasks are kept: continue with `{shlex.join(again)}`"
+    )
+    code = sweep_command(
+        sweep_file,
+        out,
+        jobs=jobs,
+        threads=threads,
+        address=address,
+        gpus_per_task=gpus_per_task,
+        resume=resume,
+        progress=_options().progress,
+        echo=click.echo,
+        warn=lambda line: click.echo(line, err=True),
+    )
+    sys.exit(code)
+
+
+@command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 def plot(run_dir: Path) -> None:
-    """(Re)draw every figure of a run directory into RUN_DIR/figures (PNG and SVG).
+    """(Re)draw every figure of a run directory, or of a sweep directory, into
+    RUN_DIR/figures (PNG and SVG).
 
     The run's files are checked against each other first; files that disagree are
     refused, naming the file.
     """
     from evosim.pipeline import plot_run
+    from evosim.sweep.figures import is_sweep_dir, plot_sweep
 
+    if is_sweep_dir(run_dir):  # a sweep directory: the sweep's figures
+        return click.echo("\n".join(str(p) for p in plot_sweep(run_dir)))
+    if not (run_dir / "scenario.yaml").exists():
+        raise RunDirectoryError(f"{run_dir} is not a run directory (no scenario.yaml)")
     for path in plot_run(run_dir):
         click.echo(str(path))
 
