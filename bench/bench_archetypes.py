@@ -10,11 +10,11 @@ spread; 0 is perfect):
 - ``aa_data_mean``: linear AA on each species' mean instance,
 - ``aa_raw_weights``: linear AA on each species' flattened AE parameters,
 - ``mae``: the MAE's own ``archetype_weights``, fitted with ``meta.prior: archetypal`` and
-  :data:`MAE_OVERRIDES`. Printed as "pending" while ``MetaResult`` has no
-  ``archetype_weights``; used automatically once it has.
+  as many archetypes as tasks (code size tasks - 1).
 
 It also reports tree recovery (nRF of NJ on the MAE latents against the true tree) with
-``meta.prior: none`` and with ``meta.prior: archetypal``, and checks the issue's goals:
+the default MAE (``meta.prior: none``, the default code size) and with ``meta.prior:
+archetypal``, and checks the issue's goals:
 the MAE within 1.5x of ``aa_traits`` and below ``aa_data_mean``; the archetypal prior
 costing at most 0.05 nRF.
 
@@ -30,7 +30,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -54,20 +53,11 @@ from evosim.analysis.archetypes import (  # noqa: E402
     archetype_recovery,
 )
 from evosim.analysis.metrics import euclidean  # noqa: E402
-from evosim.meta import MetaResult, fit_meta_autoencoder  # noqa: E402
+from evosim.meta import fit_meta_autoencoder  # noqa: E402
 from evosim.phylo import neighbor_joining, robinson_foulds  # noqa: E402
-from evosim.scenario import Scenario  # noqa: E402
+from evosim.scenario import MetaConfig, Scenario  # noqa: E402
 from evosim.simulation import simulate  # noqa: E402
 from evosim.train import train_autoencoders  # noqa: E402
-
-#: MAE settings for the archetypal column (fields the MetaConfig lacks are skipped).
-MAE_OVERRIDES: dict = {"prior": "archetypal", "archetypes": "tasks"}
-
-
-def mae_has_archetypes() -> bool:
-    """Whether the MAE reports per-species archetype weights."""
-    fields = {f.name for f in dataclasses.fields(MetaResult)}
-    return "archetype_weights" in fields or hasattr(MetaResult, "archetype_weights")
 
 
 def configure(base: Scenario, seed: int, quick: bool) -> Scenario:
@@ -81,13 +71,15 @@ def configure(base: Scenario, seed: int, quick: bool) -> Scenario:
     return Scenario.model_validate(data)
 
 
-def meta_config(sc: Scenario, prior: str):  # noqa: ANN201 - MetaConfig
-    update: dict = {"prior": prior}
+def meta_config(sc: Scenario, prior: str) -> MetaConfig:
+    """The scenario's MAE with ``prior``: archetypal with one archetype per task, or the
+    default prior and code size."""
+    data = sc.meta.model_dump()
     if prior == "archetypal":
-        for key, value in MAE_OVERRIDES.items():
-            if key in type(sc.meta).model_fields:
-                update[key] = sc.traits.tasks if value == "tasks" else value
-    return sc.meta.model_copy(update=update)
+        data.update(prior="archetypal", archetypes=sc.traits.tasks, latent=sc.traits.tasks - 1)
+    else:
+        data.update(prior="none", latent=MetaConfig.model_fields["latent"].default)
+    return MetaConfig.model_validate(data)
 
 
 def tree_nrf(meta, sim) -> float:  # noqa: ANN001
@@ -114,16 +106,12 @@ def run_one(sc: Scenario) -> dict:
         times[f"mae_{prior}"] = time.perf_counter() - t
         nrf[prior] = tree_nrf(meta, sim)
         if prior == "archetypal":
-            weights = getattr(meta, "archetype_weights", None)
-            if weights is None:
-                scores["mae"] = {"pending": "MetaResult has no archetype_weights yet"}
-            else:
-                species = list(bank.species)
-                traits = np.stack([sim.traits[s] for s in species])
-                true_w = np.stack([sim.task_weights[s] for s in species])
-                scores["mae"] = archetype_recovery(
-                    np.asarray(weights), traits, sim.task_optima, true_weights=true_w
-                )
+            species = list(bank.species)
+            traits = np.stack([sim.traits[s] for s in species])
+            true_w = np.stack([sim.task_weights[s] for s in species])
+            scores["mae"] = archetype_recovery(
+                meta.archetype_weights, traits, sim.task_optima, true_weights=true_w
+            )
     return {"scores": scores, "nrf": nrf, "times": times}
 
 
@@ -217,8 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"# bench_archetypes: {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}, cuda {torch.cuda.is_available()}, {base.name}, "
-        f"seeds 1..{seeds}{' (quick)' if args.quick else ''}; archetypal MAE: "
-        f"{'yes' if mae_has_archetypes() else 'pending'}\n",
+        f"seeds 1..{seeds}{' (quick)' if args.quick else ''}\n",
         flush=True,
     )
     runs = []

@@ -2,8 +2,8 @@
 
 World: birth-death tree (birth 1, death 0.2), 16 Brownian traits, development family with
 256 instances of D = 64 per species (float32). Each world size runs in a fresh process so
-its peak resident memory (``ru_maxrss``) is its own; the peak is read after every stage
-(it only grows, so each column is the peak up to and including that stage).
+its peak resident memory (``VmHWM``; ``ru_maxrss`` off Linux) is its own; the peak is read
+after every stage (it only grows, so each column is the peak up to and including that stage).
 
 Also times the trait-evolution step against a straightforward per-node Python loop (the
 textbook recursion, vectorised over traits only) on the same tree.
@@ -41,6 +41,14 @@ import numpy as np
 
 
 def _rss_mb() -> float:
+    # VmHWM is this process image's peak; Linux's ru_maxrss also keeps the peak of the
+    # process that forked it, from before exec.
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     # ru_maxrss is in KiB on Linux, bytes on macOS.
     scale = 1 / 1024 if sys.platform != "darwin" else 1 / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
