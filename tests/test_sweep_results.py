@@ -201,8 +201,10 @@ def test_plot_command_draws_a_sweep_directory(sweep, rows, tmp_path):
     result = CliRunner().invoke(main, ["plot", str(out)])
     assert result.exit_code == 0, result.output
     drawn = sorted(p.name for p in (out / "figures").iterdir())
-    assert drawn == ["heatmap.png", "meta.representation.png", "tree.n_species.png"]
-    assert set(result.output.split()) == {str(out / "figures" / name) for name in drawn}
+    names = ["heatmap", "meta.representation", "tree.n_species"]
+    assert drawn == sorted(f"{n}.{ext}" for n in names for ext in ("png", "svg"))
+    # one line per figure: its PNG (the SVG beside it)
+    assert set(result.output.split()) == {str(out / "figures" / f"{n}.png") for n in names}
 
 
 def test_plot_sweep_refuses_a_damaged_sweep_json(sweep, rows, tmp_path):

@@ -281,7 +281,8 @@ def test_run_scores_archetypes(tmp_path):
     import evosim
 
     evosim.run(parse_scenario(TINY), tmp_path / "run", progress=False)
-    scores = json.loads((tmp_path / "run" / "archetypes.json").read_text())
+    scores = json.loads((tmp_path / "run" / "metrics.json").read_text())["archetypes"]
+    assert (tmp_path / "run" / "archetypes.json").exists()  # the figures' data
     assert scores["tasks"] == 3
     assert set(scores["baselines"]) == {"aa_traits", "aa_data_mean", "aa_raw_weights"}
     assert (tmp_path / "run" / "figures" / "archetypes.png").exists()

@@ -215,10 +215,10 @@ def plot_heatmap(
 
 
 def plot_sweep(sweep_dir: str | Path) -> list[Path]:
-    """Draw a sweep directory's figures into ``figures/``; returns the paths written.
+    """Draw a sweep directory's figures into ``figures/``; returns the PNG paths written.
 
     One figure per swept parameter (``figures/PARAMETER.png``) and, for a grid of two
-    parameters, ``figures/heatmap.png``.
+    parameters, ``figures/heatmap.png``; each with an SVG beside it.
     """
     from evosim.plot import save_figure
 
