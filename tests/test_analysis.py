@@ -275,6 +275,7 @@ def test_report_shows_quartet_se_and_not_applicable_baselines(tmp_path):
     assert "`quartet_se`" in text
 
 
+@pytest.mark.slow
 def test_no_leak_relabelling_truth_changes_scores_not_latents(tiny):
     sc, sim, bank, meta = tiny
     # Shuffle the extant leaf labels of the true tree; the data under each name is unchanged.

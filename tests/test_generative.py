@@ -139,6 +139,7 @@ def world():
     return sc, sim, bank, meta
 
 
+@pytest.mark.slow
 def test_generative_section_end_to_end(world, tmp_path):
     sc, sim, bank, meta = world
     report = analyse(sim, bank, meta, sc.analysis, seed=sc.seed)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 SCENARIO = """
@@ -26,6 +27,7 @@ analysis: {mantel_permutations: 0, random_trees: 5, generative_folds: 2}
 """
 
 
+@pytest.mark.slow
 def test_three_architectures_run_end_to_end(tmp_path):
     from evosim.cli import main
     from evosim.meta import MetaResult

@@ -11,6 +11,7 @@ from nbclient import NotebookClient
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "quickstart.ipynb"
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_executes(monkeypatch):
     monkeypatch.setenv("EVOSIM_NOTEBOOK_SMALL", "1")
     nb = nbformat.read(NOTEBOOK, as_version=4)

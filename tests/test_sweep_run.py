@@ -159,6 +159,7 @@ def reference(ray_address, sweep_file, tmp_path_factory):
     return out, outcome
 
 
+@pytest.mark.slow
 def test_sweep_on_ray_gives_the_metrics_of_its_runs_one_by_one(reference, sweep_file, tmp_path):
     out, outcome = reference
     assert (outcome.ran, outcome.skipped, outcome.failed) == (2, 0, 0)
@@ -180,6 +181,7 @@ def test_sweep_on_ray_gives_the_metrics_of_its_runs_one_by_one(reference, sweep_
     assert (out / "figures" / "meta.representation.png").exists()
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_only_the_missing_tasks(reference, ray_address, sweep_file, tmp_path):
     ray = pytest.importorskip("ray")
     out = tmp_path / "killed"
@@ -210,6 +212,7 @@ def test_killed_sweep_resumes_only_the_missing_tasks(reference, ray_address, swe
     assert _without_timings(out / "results.csv") == _without_timings(reference[0] / "results.csv")
 
 
+@pytest.mark.slow
 def test_a_failing_task_is_recorded_and_the_others_finish(
     reference, ray_address, sweep_file, tmp_path
 ):

@@ -275,6 +275,7 @@ def test_simulation_records_the_truth_and_reads_it_back(tmp_path):
     assert plain.task_optima is None and plain.task_weights is None
 
 
+@pytest.mark.slow
 def test_run_scores_archetypes(tmp_path):
     import json
 
