@@ -317,7 +317,8 @@ def train_mae(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, desc=f"MAE {tag}", leave=False)
+        # disable=None: no bar when stderr is not a terminal (cluster logs)
+        bar = tqdm(total=steps, desc=f"MAE {tag}", leave=False, disable=None)
     for step in range(1, steps + 1):
         encoder.train()
         decoder.train()

@@ -304,7 +304,7 @@ def train_autoencoders(
         unit="species-step",
         unit_scale=True,
         file=sys.stderr,
-        disable=not progress,
+        disable=None if progress else True,  # None: off when stderr is not a terminal
         desc="training AEs",
         dynamic_ncols=True,
     )
