@@ -469,11 +469,10 @@ class MetaConfig(_Section):
         "one of meta.latent and meta.archetypes, the other follows)",
     )
     archetype_weight: float = Field(
-        20.0,
+        1.0,
         ge=0,
         description="archetypal prior: weight of the archetype loss, which keeps every "
-        "archetype a convex mixture of the species' codes (on their hull); 20 recovered "
-        "task optima best of 1, 5 and 20 on held-out seeds of the trade-off world",
+        "archetype a convex mixture of the species' codes (on their hull)",
     )
     archetype_prior: Literal["gaussian", "dirichlet"] = Field(
         "gaussian",
