@@ -182,8 +182,9 @@ def test_nj_bounded_search_equals_full_scan(monkeypatch):
     # The row-bound search must find exactly the pair a full scan finds, every time.
     import evosim.phylo.inference as inference
 
+    # 700 taxa: the first 444 steps search bounded rows, the last 256 clusters scan all pairs
     rng = np.random.default_rng(12)
-    labels, D = yule(1.0, 300, rng=rng).patristic_distances()
+    labels, D = yule(1.0, 700, rng=rng).patristic_distances()
     noise = rng.uniform(0, 0.1, D.shape)
     D = D + (noise + noise.T)
     np.fill_diagonal(D, 0.0)
