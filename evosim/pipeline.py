@@ -15,6 +15,7 @@ import inspect
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -176,9 +177,24 @@ def _run_log(out: Path) -> Iterator[None]:
     for h in [handler, *extra]:
         logger.addHandler(h)
     warnings_logger.addHandler(handler)
+    shown = warnings.showwarning
+    if getattr(shown, "__module__", None) != "logging":
+        # Python use (the CLI routes warnings through logging already): a warning goes to
+        # run.log too, and on to wherever it went before.
+        def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+            text = warnings.formatwarning(message, category, filename, lineno, line)
+            handler.handle(
+                logging.LogRecord(
+                    "py.warnings", logging.WARNING, filename, lineno, "%s", (text.rstrip(),), None
+                )
+            )
+            shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
     try:
         yield
     finally:
+        warnings.showwarning = shown
         for h in [handler, *extra]:
             logger.removeHandler(h)
         warnings_logger.removeHandler(handler)

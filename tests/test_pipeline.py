@@ -565,3 +565,17 @@ def test_design_file_names_are_used(tiny_run):
     assert header.startswith("species,z_1")
     assert (out / "traits.csv").read_text().splitlines()[0].startswith("node,time,trait_1")
     assert Path(out / "true_tree.nwk").read_text().strip().endswith(";")
+
+
+def test_run_log_keeps_python_warnings_and_still_shows_them(tmp_path):
+    # Python use, logging left unconfigured: a warning raised during a run is written to
+    # run.log and still reaches the caller's warning machinery (here pytest's).
+    import warnings
+
+    from evosim.pipeline import _run_log
+
+    shown = warnings.showwarning
+    with pytest.warns(UserWarning, match="look here"), _run_log(tmp_path):
+        warnings.warn("look here", UserWarning, stacklevel=1)
+    assert "look here" in (tmp_path / "run.log").read_text()
+    assert warnings.showwarning is shown
