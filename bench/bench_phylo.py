@@ -3,6 +3,7 @@
     python bench/bench_phylo.py            # full sizes (several minutes: DendroPy's
                                            # birth_death_tree at 10,000 tips is slow)
     python bench/bench_phylo.py --quick    # small sizes, seconds
+    python bench/bench_phylo.py --parts nj rf   # only those tables
 
 Times are wall-clock seconds, the minimum over ``--repeats`` runs (one run for the slow
 DendroPy simulation). "speed-up" is the other tool's time divided by ours. Inputs are
@@ -176,7 +177,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=["nj", "rf", "birth_death", "growth"],
+        default=["nj", "rf", "birth_death", "growth"],
+        help="which tables (default: all; birth_death at 10,000 tips takes DendroPy minutes)",
+    )
     args = parser.parse_args()
+    parts = set(args.parts)
     quick = args.quick
     birth, death = 1.0, 0.2
     nj_sizes = [100, 250] if quick else [250, 1000, 4000]
@@ -184,15 +193,19 @@ def main() -> None:
     bd_n = 1000 if quick else 10_000
     growth = [1000, 10_000] if quick else [1000, 10_000, 100_000]
 
-    print(f"Machine: {_machine()}\n")
-    print(f"### Neighbor joining (min of {args.repeats}; half as many above 1,000 taxa)\n")
-    print("\n".join(bench_nj(nj_sizes, args.repeats)) + "\n")
-    print("### Robinson-Foulds: two independent Yule trees, unrooted\n")
-    print("\n".join(bench_rf(rf_n, args.repeats)) + "\n")
-    print(f"### Birth-death tree (birth {birth}, death {death}); DendroPy timed once\n")
-    print("\n".join(bench_birth_death(bd_n, args.repeats, birth, death)) + "\n")
-    print(f"### Growth scaling (birth {birth}, death {death}, coalescent N = 1)\n")
-    print("\n".join(bench_growth(growth, args.repeats, birth, death)))
+    print(f"Machine: {_machine()}\n", flush=True)
+    if "nj" in parts:
+        print(f"### Neighbor joining (min of {args.repeats}; half as many above 1,000 taxa)\n")
+        print("\n".join(bench_nj(nj_sizes, args.repeats)) + "\n", flush=True)
+    if "rf" in parts:
+        print("### Robinson-Foulds: two independent Yule trees, unrooted\n")
+        print("\n".join(bench_rf(rf_n, args.repeats)) + "\n", flush=True)
+    if "birth_death" in parts:
+        print(f"### Birth-death tree (birth {birth}, death {death}); DendroPy timed once\n")
+        print("\n".join(bench_birth_death(bd_n, args.repeats, birth, death)) + "\n", flush=True)
+    if "growth" in parts:
+        print(f"### Growth scaling (birth {birth}, death {death}, coalescent N = 1)\n")
+        print("\n".join(bench_growth(growth, args.repeats, birth, death)), flush=True)
 
 
 if __name__ == "__main__":
