@@ -11,7 +11,9 @@ the same (sim, bank, MAE) twice, once as today and once with the scoring of comm
 4eb2ace (``bench/legacy``: networkx trees, a fixed 999-permutation Mantel test per method,
 100 sampled random trees, frozenset split walks; baselines, report and figures are
 today's for both), with the time of each part recorded by wrapping the functions that do
-it. Figures are ``Report.draw``. Prints markdown tables: the breakdown per part, the
+it. Figures are :func:`evosim.pipeline.draw_figures`. The generative and identification
+sections (added after 4eb2ace; they refit the MAE and draw fresh specimens) are off for
+both, so that both analyses do the same work. Prints markdown tables: the breakdown per part, the
 speed-up, the metrics of both (they agree within Monte Carlo error), and the growth
 curve with its fitted exponent (least squares on log time vs log species).
 """
@@ -103,6 +105,9 @@ def world(n: int, ae_steps: int, meta_steps: int, seed: int = 7):  # noqa: ANN20
             "tree": sc.tree.model_copy(update={"n_species": n}),
             "autoencoder": sc.autoencoder.model_copy(update={"steps": ae_steps, "device": "cpu"}),
             "meta": sc.meta.model_copy(update={"steps": meta_steps, "device": "cpu"}),
+            "analysis": sc.analysis.model_copy(
+                update={"generative": False, "identification": False, "device": "cpu"}
+            ),
         }
     )
     sim = simulate(sc, progress=False)
@@ -111,8 +116,27 @@ def world(n: int, ae_steps: int, meta_steps: int, seed: int = 7):  # noqa: ANN20
     return sc, sim, bank, meta
 
 
+def _today_trees(report) -> None:  # noqa: ANN001
+    """Replace the legacy report's trees by today's :class:`~evosim.phylo.Phylogeny`."""
+    from legacy.phylo import Phylogeny as OldPhylogeny
+
+    from evosim.phylo import Phylogeny
+
+    def convert(value):  # noqa: ANN001, ANN202
+        if isinstance(value, OldPhylogeny):
+            return Phylogeny.from_newick(value.to_newick())
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        return value
+
+    for name, value in vars(report).items():
+        setattr(report, name, convert(value))
+
+
 def run_analysis(sc, sim, bank, meta, *, legacy: bool) -> tuple[float, dict, object]:  # noqa: ANN001
     """(seconds incl. figures, seconds per part, report)."""
+    from evosim.pipeline import draw_figures
+
     prefix = "legacy" if legacy else "evosim"
     analyse = importlib.import_module(f"{prefix}.analysis.analyse").analyse
     if legacy:
@@ -126,8 +150,11 @@ def run_analysis(sc, sim, bank, meta, *, legacy: bool) -> tuple[float, dict, obj
         t0 = time.perf_counter()
         report = analyse(sim, bank, meta, sc.analysis, seed=sc.seed)
         t1 = time.perf_counter()
+        if legacy:
+            _today_trees(report)  # the figures take today's tree type (not timed)
+            t1 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            report.draw(tmp)
+            draw_figures(report, tmp)
         t2 = time.perf_counter()
     parts = dict(timer.total)
     parts["figures"] = t2 - t1
