@@ -236,17 +236,18 @@ def main() -> None:
     parser.add_argument("--ae-steps", type=int, default=200)
     parser.add_argument("--meta-steps", type=int, default=300)
     parser.add_argument("--sizes", type=int, nargs="*", help="growth-curve sizes")
-    parser.add_argument("--compare", type=int, help="species for the side-by-side run")
+    parser.add_argument("--compare", type=int, help="species for the side-by-side run (0: skip it)")
     args = parser.parse_args()
     if args.quick:
         args.ae_steps, args.meta_steps = min(args.ae_steps, 30), min(args.meta_steps, 50)
-    compare_n = args.compare or (256 if args.quick else 2048)
+    compare_n = args.compare if args.compare is not None else (256 if args.quick else 2048)
     sizes = args.sizes or ([128, 256] if args.quick else [256, 512, 1024, 2048, 4096, 8192])
     import torch
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     print(f"Machine: {_machine()}\n")
-    side_by_side(compare_n, args)
+    if compare_n > 0:
+        side_by_side(compare_n, args)
     growth(sizes, args)
 
 

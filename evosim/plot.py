@@ -17,7 +17,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import LineCollection
+from matplotlib.collections import Collection, LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
@@ -49,18 +49,35 @@ __all__ = [
 DPI = 120
 
 
+#: Plotted sets of more points than this go into the SVG as an embedded image: at thousands
+#: of species a scatter of every pair has millions of points, minutes to write as vectors.
+SVG_VECTOR_POINTS = 5_000
+
+
+def _points(artist: Any) -> int:
+    if isinstance(artist, Collection):
+        return max(len(artist.get_offsets()), len(artist.get_paths()))
+    return len(artist.get_xdata())
+
+
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as PNG to ``path`` and as SVG beside it, atomically; return the PNG path.
 
     The SVG keeps its text as text (searchable, editable), and carries no date and fixed
-    element ids, so the same figure gives the same file.
+    element ids, so the same figure gives the same file. A plotted set of more than
+    :data:`SVG_VECTOR_POINTS` points is embedded in it as an image (axes and text stay
+    vectors).
     """
     png = Path(path).with_suffix(".png")
     runio.atomic_write(png, lambda h: fig.savefig(h, format="png", dpi=DPI))
+    for ax in fig.axes:
+        for artist in [*ax.collections, *ax.lines]:
+            if _points(artist) > SVG_VECTOR_POINTS:
+                artist.set_rasterized(True)
     with matplotlib.rc_context({"svg.hashsalt": "evosim", "svg.fonttype": "none"}):
         runio.atomic_write(
             png.with_suffix(".svg"),
-            lambda h: fig.savefig(h, format="svg", metadata={"Date": None}),
+            lambda h: fig.savefig(h, format="svg", dpi=DPI, metadata={"Date": None}),
         )
     return png
 

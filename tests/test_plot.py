@@ -65,3 +65,22 @@ def test_latent_space_labels_every_small_world(tmp_path):
     text = png.with_suffix(".svg").read_text()
     for name in "ABCDE":
         assert f">{name}<" in text
+
+
+def test_dense_point_sets_are_images_in_the_svg_and_small_ones_vectors(tmp_path):
+    from evosim.plot import SVG_VECTOR_POINTS, save_figure
+
+    rng = np.random.default_rng(0)
+    sizes = {}
+    for name, n in (("sparse", 50), ("dense", 4 * SVG_VECTOR_POINTS)):
+        fig = Figure()
+        ax = fig.add_subplot()
+        ax.scatter(*rng.normal(size=(2, n)), s=4)
+        ax.set_title("kept as text")
+        png = save_figure(fig, tmp_path / f"{name}.png")
+        svg = png.with_suffix(".svg").read_text()
+        sizes[name] = len(svg)
+        assert "kept as text" in svg
+        assert ("<image" in svg) == (name == "dense")
+    # the dense one is not 400 times the sparse one's markup: one image, not 20,000 paths
+    assert sizes["dense"] < 20 * sizes["sparse"]
