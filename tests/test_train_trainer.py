@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
+import sys
 import types
 
 import numpy as np
@@ -399,9 +401,20 @@ def test_bad_inputs_are_named():
             train_autoencoders(x, cfg(device="cuda"), progress=False)
 
 
-def test_progress_bar_reports_species_steps(capsys):
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_reports_species_steps_on_a_terminal_only(monkeypatch):
+    terminal, log_file = _Terminal(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", terminal)
     train_autoencoders(circles(2), cfg(steps=3), progress=True)
-    assert "species-step" in capsys.readouterr().err
+    assert "species-step" in terminal.getvalue()
+    # stderr not a terminal (a cluster's log file): no bar to flood it
+    monkeypatch.setattr(sys, "stderr", log_file)
+    train_autoencoders(circles(2), cfg(steps=3), progress=True)
+    assert "species-step" not in log_file.getvalue()
 
 
 def test_tf32_on_cpu_falls_back_to_fp32_and_dict_config(caplog):
