@@ -30,6 +30,7 @@ import torch
 
 from evosim.analysis.metrics import euclidean
 from evosim.meta.representation import flatten_params, make_probes, represent
+from evosim.scenario import BASELINE_NAMES
 
 __all__ = [
     "BASELINES",
@@ -39,17 +40,7 @@ __all__ = [
     "weight_statistics",
 ]
 
-BASELINES = (
-    "traits",
-    "data_mean",
-    "data_distribution",
-    "raw_weights",
-    "weight_stats",
-    "functional",
-    "pca",
-    "untrained_mae",
-    "random",
-)
+BASELINES = BASELINE_NAMES  # the scenario validates against the same names
 
 #: Baselines that read AE weights directly: they need every species to share one architecture.
 WEIGHT_BASELINES = ("raw_weights", "weight_stats")

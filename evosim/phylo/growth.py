@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from evosim.phylo.tree import Phylogeny, _no_gc
+from evosim.phylo.tree import Phylogeny, _no_gc, _preorder_of_parents
 
 if TYPE_CHECKING:
     from evosim.scenario import TreeConfig
@@ -110,24 +110,8 @@ def _assemble(
     parent = np.asarray(parent, dtype=np.int64)
     time = np.asarray(time, dtype=float)
     n = parent.size
-    roots = np.flatnonzero(parent < 0)
-    assert roots.size == 1
-    # children lists in index order, via a stable sort by parent
-    nonroot = np.flatnonzero(parent >= 0)
-    order = nonroot[np.argsort(parent[nonroot], kind="stable")]
-    counts = np.bincount(parent[nonroot], minlength=n)
-    start = np.concatenate([[0], np.cumsum(counts)])
-    kids = order.tolist()
-    st = start.tolist()
-    pre: list[int] = []
-    stack = [int(roots[0])]
-    while stack:
-        v = stack.pop()
-        pre.append(v)
-        a, b = st[v], st[v + 1]
-        if a != b:
-            stack.extend(reversed(kids[a:b]))
-    pre_arr = np.asarray(pre, dtype=np.int64)
+    pre_arr = _preorder_of_parents(parent)
+    counts = np.bincount(parent[parent >= 0], minlength=n)
     pos = np.empty(n, dtype=np.int64)
     pos[pre_arr] = np.arange(n)
     is_leaf = counts[pre_arr] == 0
