@@ -884,13 +884,17 @@ def load_scenario(path: str | Path) -> Scenario:
         The file is missing, unreadable, not YAML, or a field is invalid.
     """
     path = Path(path)
+    return parse_scenario(read_user_text(path, "scenario"), name=path.stem)
+
+
+def read_user_text(path: Path, what: str) -> str:
+    """A user's text file, or a :class:`ScenarioError` that starts with ``what``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ScenarioError(f"scenario: no such file: {path}") from None
+        raise ScenarioError(f"{what}: no such file: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"scenario: cannot read {path}: {exc}") from None
-    return parse_scenario(text, name=path.stem)
+        raise ScenarioError(f"{what}: cannot read {path}: {exc}") from None
 
 
 def dump_scenario(scenario: Scenario) -> str:

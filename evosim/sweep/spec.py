@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from evosim.errors import ScenarioError
-from evosim.scenario import load_scenario, parse_scenario
+from evosim.scenario import load_scenario, parse_scenario, read_user_text
 
 __all__ = ["Point", "Sweep", "Task", "load_sweep", "parse_sweep"]
 
@@ -160,13 +160,7 @@ def load_sweep(path: str | Path) -> Sweep:
         scenario schema refuses, with the scenario loader's message.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(f"sweep: no such file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"sweep: cannot read {path}: {exc}") from None
-    return parse_sweep(text, name=path.stem, root=path.parent)
+    return parse_sweep(read_user_text(path, "sweep"), name=path.stem, root=path.parent)
 
 
 def parse_sweep(text: str, *, name: str = "sweep", root: str | Path = ".") -> Sweep:
