@@ -9,6 +9,7 @@ error of the old averages.
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import math
 import sys
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 from evosim.analysis import metrics
+from evosim.analysis.mantel import mantel_tests
 from evosim.analysis.metrics import euclidean, mantel, mantel_null_mean
 from evosim.analysis.random_trees import expected_random_rf
 from evosim.errors import ResourceError
@@ -34,6 +36,8 @@ from evosim.phylo import (
     upgma,
     yule,
 )
+
+mantel_module = importlib.import_module("evosim.analysis.mantel")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 legacy = pytest.importorskip("legacy.phylo")
@@ -245,13 +249,43 @@ def test_mantel_p_within_monte_carlo_error_of_the_fixed_test(n):
         assert abs(p_new - p_old) <= 4.5 * math.hypot(se_old, se_new), (p_new, p_old)
 
 
-def test_mantel_screening_never_changes_the_p_value(monkeypatch):
-    rng = np.random.default_rng(3)
-    cases = list(_mantel_cases(rng, 150))
-    with_screen = [mantel(A, B, 499, np.random.default_rng(4)) for A, B in cases]
-    monkeypatch.setattr(metrics, "_RANKS", ())
-    without = [mantel(A, B, 499, np.random.default_rng(4)) for A, B in cases]
-    assert with_screen == without
+def _reference_mantel(A, B, permutations, rng, stop_after):
+    """The sequential test written out plainly: B permuted, one permutation at a time."""
+    iu = np.triu_indices(A.shape[0], 1)
+    r = np.corrcoef(A[iu], B[iu])[0, 1]
+    hits = 0
+    for drawn in range(1, permutations + 1):
+        q = np.argsort(rng.random((1, A.shape[0])), axis=1)[0]
+        hits += np.corrcoef(A[iu], B[np.ix_(q, q)][iu])[0, 1] >= r - 1e-12
+        if hits == stop_after:
+            return r, stop_after / drawn
+    return r, (1 + hits) / (1 + permutations)
+
+
+@pytest.mark.parametrize("n", [7, 40, 150])
+def test_mantel_equals_the_plain_sequential_test(n):
+    # Same generator state, same permutations: the p-values are identical, not just close.
+    rng = np.random.default_rng(n)
+    for A, B in _mantel_cases(rng, n):
+        for stop_after in (5, 20, 1000):
+            r, p = mantel(A, B, 199, np.random.default_rng(4), stop_after=stop_after)
+            r0, p0 = _reference_mantel(A, B, 199, np.random.default_rng(4), stop_after)
+            assert r == pytest.approx(r0, abs=1e-12)
+            assert p == p0, (n, stop_after, p, p0)
+
+
+def test_mantel_tests_share_permutations_and_match_each_test_alone(monkeypatch):
+    # Several matrices against one reference on one stream give, for each, the p-value of
+    # its own test from a generator in the same state, whatever the blocking of rows.
+    rng = np.random.default_rng(11)
+    cases = list(_mantel_cases(rng, 120))
+    ref = cases[0][0]
+    others = [B for _, B in cases] + [ref]
+    alone = [mantel(ref, B, 299, np.random.default_rng(5)) for B in others]
+    monkeypatch.setattr(mantel_module, "_BLOCK_BYTES", 8 * 120 * 64 * 7)  # 7-row blocks
+    shared = mantel_tests(ref, others, 299, np.random.default_rng(5))
+    assert shared == alone
+    assert shared[-1][1] == 1 / 300  # a matrix against itself: no permutation beats it
 
 
 def test_mantel_enumerates_small_problems_exactly():

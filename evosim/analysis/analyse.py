@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 from evosim.analysis.archetypes import archetype_analysis
 from evosim.analysis.baselines import BASELINES, baseline_distances, not_applicable
 from evosim.analysis.identification import identification_for_analysis
+from evosim.analysis.mantel import mantel_tests
 from evosim.analysis.metrics import euclidean, patristic, score_distances
 from evosim.analysis.random_trees import random_tree_scores
 from evosim.analysis.report import Report
@@ -99,7 +100,7 @@ def analyse(
     skipped = {name: why for name in names if (why := not_applicable(name, bank)) is not None}
     scored = [n for n in names if n != "random" and n not in skipped]
     bar = tqdm(
-        total=2 * len(scored) + 1 + ("random" in names),
+        total=2 * len(scored) + 2 + ("random" in names),
         desc="analysis",
         unit="step",
         disable=None if progress else True,
@@ -125,15 +126,28 @@ def analyse(
     if set(true_tree.leaves) != set(species):
         raise ValueError("the true tree's leaves are not the bank's species")
     d_true = patristic(true_tree, species)
+    # one permutation stream for every method's Mantel test: each permuted truth is
+    # gathered once and serves all methods (each p-value is that of its own test)
+    mantel_results = dict(
+        zip(
+            ["mae", *scored],
+            mantel_tests(
+                d_true,
+                [d_mae, *(distances[name] for name in scored)],
+                config.mantel_permutations,
+                make_rng(seed, "mantel"),
+                device=dev,
+            ),
+        )
+    )
+    step("Mantel tests")
     inferred, metrics = score_distances(
         d_mae,
         species,
         true_tree,
         method=config.method,
-        mantel_permutations=config.mantel_permutations,
-        rng=make_rng(seed, "mantel", "mae"),
         true_distances=d_true,
-        device=dev,
+        mantel_result=mantel_results["mae"],
     )
     step("MAE tree")
     baselines: dict[str, dict[str, float | None]] = {}
@@ -160,10 +174,8 @@ def analyse(
             species,
             true_tree,
             method=config.method,
-            mantel_permutations=config.mantel_permutations,
-            rng=make_rng(seed, "mantel", name),
             true_distances=d_true,
-            device=dev,
+            mantel_result=mantel_results[name],
         )
         step(f"{name} tree")
     bar.close()
