@@ -179,7 +179,8 @@ def _machine() -> str:
     )
 
 
-def side_by_side(n: int, args: argparse.Namespace) -> None:
+def side_by_side(n: int, args: argparse.Namespace) -> tuple[float, dict]:
+    """Print the side-by-side tables; returns today's (seconds, parts) for the growth curve."""
     sc, sim, bank, meta = world(n, args.ae_steps, args.meta_steps)
     new_t, new_parts, new_rep = run_analysis(sc, sim, bank, meta, legacy=False)
     old_t, old_parts, old_rep = run_analysis(sc, sim, bank, meta, legacy=True)
@@ -206,14 +207,16 @@ def side_by_side(n: int, args: argparse.Namespace) -> None:
             a, b = old.get(ok), new.get(k)
             cells.append(f"{_f(a)} / {_f(b)}")
         print(f"| {name} | " + " | ".join(cells) + " |")
-    print()
+    print(flush=True)
+    return new_t, new_parts
 
 
 def _f(x) -> str:  # noqa: ANN001
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
-def growth(sizes: list[int], args: argparse.Namespace) -> None:
+def growth(sizes: list[int], args: argparse.Namespace, done: dict[int, tuple]) -> None:
+    """The growth table; ``done`` holds sizes already timed (the side-by-side run)."""
     print("### Growth of today's analysis (incl. figures)\n")
     print(
         "| species | analysis (s) | " + " | ".join(f"{p} (s)" for p in PARTS) + " | figures (s) |"
@@ -221,8 +224,11 @@ def growth(sizes: list[int], args: argparse.Namespace) -> None:
     print("|---:|---:|" + "---:|" * (len(PARTS) + 1))
     times = []
     for n in sizes:
-        sc, sim, bank, meta = world(n, args.ae_steps, args.meta_steps)
-        t, parts, _ = run_analysis(sc, sim, bank, meta, legacy=False)
+        if n in done:
+            t, parts = done[n]
+        else:
+            sc, sim, bank, meta = world(n, args.ae_steps, args.meta_steps)
+            t, parts, _ = run_analysis(sc, sim, bank, meta, legacy=False)
         times.append(t)
         cells = " | ".join(f"{parts.get(p, 0.0):.2f}" for p in PARTS)
         print(f"| {n:,} | {t:.1f} | {cells} | {parts['figures']:.2f} |", flush=True)
@@ -249,9 +255,10 @@ def main() -> None:
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     print(f"Machine: {_machine()}\n")
+    done = {}
     if compare_n > 0:
-        side_by_side(compare_n, args)
-    growth(sizes, args)
+        done[compare_n] = side_by_side(compare_n, args)
+    growth(sizes, args, done)
 
 
 if __name__ == "__main__":
