@@ -411,3 +411,18 @@ def test_nexus_keeps_underscores_and_rooting_for_strict_readers(tmp_path):
     assert [t.label for t in trees] == ["true_tree", "nj_tree"]
     assert trees[0].is_rooted and not trees[1].is_rooted
     assert sorted(t.label for t in trees.taxon_namespace) == sorted(taxa)
+
+
+def test_write_lsmat_streams_blocks_that_read_back_exactly(tmp_path, monkeypatch):
+    from evosim.analysis import report as report_module
+
+    g = np.random.default_rng(5)
+    d = euclidean(g.normal(size=(10, 3)) * 10.0 ** g.integers(-8, 8, size=(10, 1)))
+    labels = [f"sp {i}" for i in range(10)]
+    monkeypatch.setattr(report_module, "_LSMAT_ROWS", 3)  # blocks of 3, 3, 3 and 1 rows
+    path = report_module.write_lsmat(tmp_path / "d.tsv", labels, d)
+    got_labels, got = report_module.read_lsmat(path)
+    assert got_labels == labels and np.array_equal(got, d)
+    # each value is the shortest text that reads back to it, as repr writes it
+    second = path.read_text().splitlines()[2].split("\t")
+    assert second == ["sp 1", *(repr(float(v)) for v in d[1])]
