@@ -125,12 +125,45 @@ def weight_statistics(params: dict[str, Any]) -> np.ndarray:
     return torch.cat(feats, dim=1).numpy().astype(np.float64)
 
 
+#: Below this many rows (or features), PCA takes a dense eigendecomposition.
+PCA_DENSE_MAX = 512
+
+
 def _pca_scores(x: np.ndarray, k: int) -> np.ndarray:
+    """Scores ``[M, k]`` on the first ``k`` principal components of ``x [M, F]``.
+
+    The top ``k`` eigenpairs of the smaller of the Gram matrix ``Xc Xc^T`` (scores
+    ``u sqrt(lam)``) and the scatter matrix ``Xc^T Xc`` (scores ``Xc v``), both exact
+    forms of the thin SVD ``Xc = U S V^T``: the same scores up to each component's sign,
+    which no distance between scores sees. Above :data:`PCA_DENSE_MAX` rows and features
+    the k eigenpairs come from ARPACK's Lanczos iteration run to machine precision
+    (``tol=0``) rather than a full decomposition (at 2,048 members of 9,320 features: 1 s
+    instead of 90). A component's error is then about ``eps |X|^2 / gap``, with ``gap``
+    the distance of its eigenvalue from the others, the same conditioning as the SVD's.
+    """
+    from scipy.linalg import eigh
+    from scipy.sparse.linalg import eigsh
+
     x = np.asarray(x, dtype=np.float64)
     xc = x - x.mean(axis=0)
-    u, s, _ = np.linalg.svd(xc, full_matrices=False)
-    k = min(k, len(s))
-    return u[:, :k] * s[:k]
+    m, f = xc.shape
+    gram = m <= f
+    a = xc @ xc.T if gram else xc.T @ xc
+    n = a.shape[0]
+    k = min(k, n)
+    if k <= 0:
+        return np.zeros((m, 0))
+    if n <= PCA_DENSE_MAX or k >= n - 1:
+        lam, vec = eigh(a, subset_by_index=[n - k, n - 1])
+    else:
+        # a fixed start vector: it decides the number of iterations, not the result
+        v0 = np.random.default_rng(0).standard_normal(n)
+        lam, vec = eigsh(a, k=k, which="LA", tol=0.0, v0=v0)
+    order = np.argsort(-lam)
+    lam, vec = lam[order], vec[:, order]
+    if gram:
+        return vec * np.sqrt(np.clip(lam, 0.0, None))
+    return xc @ vec
 
 
 def not_applicable(name: str, bank: Any) -> str | None:
