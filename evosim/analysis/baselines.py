@@ -162,7 +162,10 @@ def _pca_scores(x: np.ndarray, k: int) -> np.ndarray:
     order = np.argsort(-lam)
     lam, vec = lam[order], vec[:, order]
     if gram:
-        return vec * np.sqrt(np.clip(lam, 0.0, None))
+        # eigenvalues within the Gram matrix's rounding (n u lam_max) are those of the
+        # null space (the SVD's singular values there are rounding too): zero them
+        lam = np.where(lam > n * 2.0**-52 * max(float(lam[0]), 0.0), lam, 0.0)
+        return vec * np.sqrt(lam)
     return xc @ vec
 
 
