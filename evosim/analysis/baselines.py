@@ -47,6 +47,8 @@ WEIGHT_BASELINES = ("raw_weights", "weight_stats")
 
 #: Budget for the energy distance: S^2 n^2 pairwise distances at most (n instances per species).
 ENERGY_BUDGET = 3e8
+#: Pairwise instance distances held at once by the energy distance.
+ENERGY_BLOCK = 2**25
 
 
 def species_means(x: np.ndarray, replicates: int) -> np.ndarray:
@@ -87,12 +89,14 @@ def energy_distances(
     device = torch.device(device)
     sub = torch.as_tensor(x[np.arange(s)[:, None], idx], device=device)  # [S, n, D]
     flat = sub.reshape(s * n, dim)
-    cross = torch.empty(s, s, dtype=torch.float64)
-    block = max(1, int(2**25 // (n * n * s)))
+    cross = torch.zeros(s, s, dtype=torch.float64)
+    block = max(1, int(ENERGY_BLOCK // (n * n * s)))
     for i in range(0, s, block):
-        d = torch.cdist(flat[i * n : (i + block) * n], flat)  # [b*n, S*n]
+        # E|X_i - X_j| for j >= i only: the matrix is symmetric, the lower half a mirror
+        d = torch.cdist(flat[i * n : (i + block) * n], flat[i * n :])  # [b*n, (S-i)*n]
         b = d.shape[0] // n
-        cross[i : i + b] = d.reshape(b, n, s, n).mean(dim=(1, 3)).double().cpu()
+        cross[i : i + b, i:] = d.reshape(b, n, s - i, n).mean(dim=(1, 3)).double().cpu()
+    cross = torch.triu(cross) + torch.triu(cross, 1).T
     within = torch.diagonal(cross)
     e = 2.0 * cross - within[:, None] - within[None, :]
     e = 0.5 * (e + e.T)
