@@ -9,8 +9,7 @@ training). ``analyse`` (Mantel permutations 0, generative and identification off
 ``draw_figures`` and ``Report.write`` run on it twice: once as today, once with the
 previous implementations put back (kept in this file: the PCA baseline by a full SVD,
 ``pdist`` distances, scipy's ``rankdata``, the energy distance over ordered pairs, the
-distance scatter of every pair as a point, a tick per species on the AE-loss figure, the
-row-by-row distance-matrix writer). Prints the seconds per part side by side, and how far
+distance scatter of every pair as a point, a tick per species on the AE-loss figure). Prints the seconds per part side by side, and how far
 today's results are from the previous ones (largest relative difference of each
 baseline's distances; the topology scores should be equal).
 """
@@ -86,13 +85,6 @@ def energy_ordered(instances, rng, *, n_max=None, device="cpu"):  # noqa: ANN001
     return out
 
 
-def lsmat_rows(labels: list[str], d: np.ndarray) -> str:
-    lines = ["\t" + "\t".join(labels)]
-    for label, row in zip(labels, np.asarray(d, dtype=np.float64)):
-        lines.append(label + "\t" + "\t".join(repr(float(v)) for v in row))
-    return "\n".join(lines) + "\n"
-
-
 def scatter_every_pair(
     latents, species: Sequence[str], true_tree, path, *, title="latent vs patristic distance"
 ):  # noqa: ANN001, ANN201, E501
@@ -155,7 +147,6 @@ def _previous() -> list[tuple[Any, str, Any]]:
         (mod("evosim.analysis.baselines"), "energy_distances", energy_ordered),
         (mod("evosim.analysis.analyse"), "euclidean", euclidean_pdist),
         (mod("evosim.analysis.metrics"), "ranks", rankdata),
-        (mod("evosim.analysis.report"), "lsmat", lsmat_rows),
         (mod("evosim.plot"), "plot_distance_scatter", scatter_every_pair),
         (mod("evosim.plot"), "plot_ae_losses", ae_losses_every_tick),
     ]

@@ -17,7 +17,6 @@ from scipy.stats import rankdata
 from evosim import plot
 from evosim.analysis.baselines import PCA_DENSE_MAX, _pca_scores
 from evosim.analysis.metrics import EUCLIDEAN_DIRECT_MAX, EUCLIDEAN_RTOL, euclidean
-from evosim.analysis.report import lsmat, read_lsmat
 from evosim.phylo import Phylogeny, yule
 from evosim.stats import ranks, spearman
 
@@ -133,29 +132,6 @@ def test_spearman_equals_scipy():
     x = g.integers(0, 20, 400).astype(float)
     y = x + g.integers(0, 10, 400)
     assert spearman(x, y) == pytest.approx(spearmanr(x, y).statistic, rel=1e-12)
-
-
-# ---------------------------------------------------------------------------- lsmat
-def _lsmat_reference(labels: list[str], d: np.ndarray) -> str:
-    """The previous implementation."""
-    lines = ["\t" + "\t".join(labels)]
-    for label, row in zip(labels, d):
-        lines.append(label + "\t" + "\t".join(repr(float(v)) for v in row))
-    return "\n".join(lines) + "\n"
-
-
-def test_lsmat_writes_what_the_row_by_row_writer_wrote(tmp_path):
-    g = np.random.default_rng(6)
-    labels = [f"sp{i}" for i in range(40)]
-    sym = squareform(pdist(g.standard_normal((40, 3))))
-    sym[3, 4] = sym[4, 3] = 1e-300
-    asym = sym.copy()
-    asym[0, 1] += 1e-9
-    for d in (sym, asym, np.zeros((1, 1))):
-        text = lsmat(labels[: len(d)], d)
-        assert text == _lsmat_reference(labels[: len(d)], d)
-        (tmp_path / "d.tsv").write_text(text)
-        assert np.array_equal(read_lsmat(tmp_path / "d.tsv")[1], d)
 
 
 # ---------------------------------------------------------------------------- figures

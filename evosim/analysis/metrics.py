@@ -26,7 +26,6 @@ Conventions (documented in report.md too):
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 
@@ -126,16 +125,9 @@ def infer_tree(d: np.ndarray, labels: list[str], method: str) -> Phylogeny:
     raise ValueError(f"tree method must be 'nj' or 'upgma', got {method!r}")
 
 
-@functools.lru_cache(maxsize=4)
-def _triu(n: int) -> tuple[np.ndarray, np.ndarray]:
-    iu = np.triu_indices(n, k=1)
-    for a in iu:
-        a.flags.writeable = False
-    return iu
-
-
 def _upper(d: np.ndarray) -> np.ndarray:
-    return np.asarray(d, dtype=np.float64)[_triu(d.shape[0])]
+    iu = np.triu_indices(d.shape[0], k=1)
+    return np.asarray(d, dtype=np.float64)[iu]
 
 
 # --------------------------------------------------------------------------- Mantel

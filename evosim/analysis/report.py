@@ -107,20 +107,9 @@ def lsmat(labels: list[str], d: np.ndarray) -> str:
     for label in labels:
         if any(c in label for c in "\t\n\r"):
             raise ValueError(f"species name {label!r} cannot be written in a TSV matrix")
-    n = len(labels)
-    if d.shape == (n, n) and n > 1 and np.array_equal(d, d.T):
-        # symmetric: format each pair once (repr of millions of floats is the cost)
-        cells = np.empty((n, n), dtype=object)
-        iu = np.triu_indices(n, k=1)
-        cells[iu] = list(map(repr, d[iu].tolist()))
-        cells.T[iu] = cells[iu]
-        cells[np.diag_indices(n)] = list(map(repr, np.diagonal(d).tolist()))
-        rows = cells.tolist()
-    else:
-        rows = [list(map(repr, row)) for row in d.tolist()]
     lines = ["\t" + "\t".join(labels)]
-    for label, row in zip(labels, rows):
-        lines.append(label + "\t" + "\t".join(row))
+    for label, row in zip(labels, d):
+        lines.append(label + "\t" + "\t".join(repr(float(v)) for v in row))
     return "\n".join(lines) + "\n"
 
 
