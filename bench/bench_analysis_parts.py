@@ -9,9 +9,10 @@ training). ``analyse`` (Mantel permutations 0, generative and identification off
 ``draw_figures`` and ``Report.write`` run on it twice: once as today, once with the
 previous implementations put back (kept in this file: the PCA baseline by a full SVD,
 ``pdist`` distances, scipy's ``rankdata``, the energy distance over ordered pairs, the
-distance scatter of every pair as a point, a tick per species on the AE-loss figure). Prints the seconds per part side by side, and how far
-today's results are from the previous ones (largest relative difference of each
-baseline's distances; the topology scores should be equal).
+distance scatter of every pair as a point, a tick per species on the AE-loss figure).
+Prints the seconds per part side by side, and how far today's results are from the
+previous ones (largest relative difference of each baseline's distances; the topology
+scores should be equal).
 """
 
 from __future__ import annotations
