@@ -64,7 +64,7 @@ _LABELS = {
 FIGURES = {
     "tanglegram": "true and inferred trees face to face",
     "latent_space": "the MAE latent space with the true tree",
-    "distance_scatter": "latent vs patristic distance",
+    "distance_scatter": "latent vs patristic distance of every species pair",
     "ae_losses": "final loss of each species' AE",
     "mae_training": "MAE training",
 }
