@@ -27,6 +27,7 @@ from evosim.devices import resolve_device
 from evosim.errors import ScenarioError
 from evosim.scenario import AnalysisConfig
 from evosim.seeding import rng as make_rng
+from evosim.stats import ranks
 
 __all__ = ["analyse", "random_tree_scores"]
 
@@ -141,6 +142,7 @@ def analyse(
         )
     )
     step("Mantel tests")
+    true_ranks = ranks(d_true[np.triu_indices(len(species), k=1)])
     inferred, metrics = score_distances(
         d_mae,
         species,
@@ -148,6 +150,7 @@ def analyse(
         method=config.method,
         true_distances=d_true,
         mantel_result=mantel_results["mae"],
+        true_ranks=true_ranks,
     )
     step("MAE tree")
     baselines: dict[str, dict[str, float | None]] = {}
@@ -176,6 +179,7 @@ def analyse(
             method=config.method,
             true_distances=d_true,
             mantel_result=mantel_results[name],
+            true_ranks=true_ranks,
         )
         step(f"{name} tree")
     bar.close()

@@ -154,6 +154,7 @@ def score_distances(
     true_distances: np.ndarray | None = None,
     device: str | torch.device = "cpu",
     mantel_result: tuple[float, float] | None = None,
+    true_ranks: np.ndarray | None = None,
 ) -> tuple[Phylogeny, dict[str, float | None]]:
     """Infer a tree from ``d`` and score it (and ``d`` itself) against ``true_tree``.
 
@@ -179,6 +180,9 @@ def score_distances(
         ``(r, p)`` of this method's Mantel test when already computed (e.g. by
         :func:`~evosim.analysis.mantel.mantel_tests` for all methods at once); then
         ``rng`` is not used.
+    true_ranks
+        Average ranks of the true distances' upper triangle (row by row), when already
+        computed for another method.
 
     Returns
     -------
@@ -195,7 +199,7 @@ def score_distances(
         mantel_result = mantel(true_distances, d, mantel_permutations, rng, device=device)
     r, p = mantel_result
     x = _upper(true_distances)
-    rank_x = ranks(x)
+    rank_x = ranks(x) if true_ranks is None else true_ranks
     y_tree = _upper(patristic(tree, labels))
     y_dist = _upper(d)
     scores["cophenetic_pearson"] = pearson(x, y_tree)
