@@ -26,6 +26,7 @@ import copy
 import importlib
 import math
 import os
+import pickle
 import platform
 import sys
 import tempfile
@@ -119,6 +120,22 @@ def world(n: int, ae_steps: int, meta_steps: int, seed: int = 7):  # noqa: ANN20
     return sc, sim, bank, meta
 
 
+def cached_world(n: int, args: argparse.Namespace):  # noqa: ANN201
+    """:func:`world`, read from (or saved to) ``args.cache`` when given (your own files only:
+    they are pickles)."""
+    if args.cache is None:
+        return world(n, args.ae_steps, args.meta_steps)
+    path = Path(args.cache) / f"world{n}_{args.ae_steps}_{args.meta_steps}.pkl"
+    if path.exists():
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    made = world(n, args.ae_steps, args.meta_steps)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        pickle.dump(made, f)
+    return made
+
+
 def _today_trees(report) -> None:  # noqa: ANN001
     """Replace the legacy report's trees by today's :class:`~evosim.phylo.Phylogeny`."""
     from legacy.phylo import Phylogeny as OldPhylogeny
@@ -181,7 +198,7 @@ def _machine() -> str:
 
 def side_by_side(n: int, args: argparse.Namespace) -> tuple[float, dict]:
     """Print the side-by-side tables; returns today's (seconds, parts) for the growth curve."""
-    sc, sim, bank, meta = world(n, args.ae_steps, args.meta_steps)
+    sc, sim, bank, meta = cached_world(n, args)
     new_t, new_parts, new_rep = run_analysis(sc, sim, bank, meta, legacy=False)
     old_t, old_parts, old_rep = run_analysis(sc, sim, bank, meta, legacy=True)
     print(f"### Analysis at {n:,} species: previous (4eb2ace) vs today\n")
@@ -227,7 +244,7 @@ def growth(sizes: list[int], args: argparse.Namespace, done: dict[int, tuple]) -
         if n in done:
             t, parts = done[n]
         else:
-            sc, sim, bank, meta = world(n, args.ae_steps, args.meta_steps)
+            sc, sim, bank, meta = cached_world(n, args)
             t, parts, _ = run_analysis(sc, sim, bank, meta, legacy=False)
         times.append(t)
         cells = " | ".join(f"{parts.get(p, 0.0):.2f}" for p in PARTS)
@@ -246,6 +263,7 @@ def main() -> None:
     parser.add_argument("--meta-steps", type=int, default=300)
     parser.add_argument("--sizes", type=int, nargs="*", help="growth-curve sizes")
     parser.add_argument("--compare", type=int, help="species for the side-by-side run (0: skip it)")
+    parser.add_argument("--cache", type=Path, help="folder of built worlds (pickles) to reuse")
     args = parser.parse_args()
     if args.quick:
         args.ae_steps, args.meta_steps = min(args.ae_steps, 30), min(args.meta_steps, 50)
