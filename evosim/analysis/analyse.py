@@ -14,7 +14,7 @@ from evosim.analysis.archetypes import archetype_analysis
 from evosim.analysis.baselines import BASELINES, baseline_distances, not_applicable
 from evosim.analysis.identification import identification_for_analysis
 from evosim.analysis.mantel import mantel_tests
-from evosim.analysis.metrics import euclidean, patristic, score_distances
+from evosim.analysis.metrics import euclidean, patristic, score_distances, upper_triangle
 from evosim.analysis.random_trees import random_tree_scores
 from evosim.analysis.report import Report
 from evosim.analysis.support import (
@@ -142,7 +142,7 @@ def analyse(
         )
     )
     step("Mantel tests")
-    true_ranks = ranks(d_true[np.triu_indices(len(species), k=1)])
+    true_ranks = ranks(upper_triangle(d_true))
     inferred, metrics = score_distances(
         d_mae,
         species,

@@ -44,6 +44,7 @@ __all__ = [
     "mantel_null_mean",
     "score_distances",
     "score_tree",
+    "upper_triangle",
 ]
 
 #: Metric names, in table order.
@@ -122,7 +123,8 @@ def infer_tree(d: np.ndarray, labels: list[str], method: str) -> Phylogeny:
     raise ValueError(f"tree method must be 'nj' or 'upgma', got {method!r}")
 
 
-def _upper(d: np.ndarray) -> np.ndarray:
+def upper_triangle(d: np.ndarray) -> np.ndarray:
+    """The entries above the diagonal of a square matrix, row by row (float64)."""
     iu = np.triu_indices(d.shape[0], k=1)
     return np.asarray(d, dtype=np.float64)[iu]
 
@@ -198,10 +200,10 @@ def score_distances(
     if mantel_result is None:
         mantel_result = mantel(true_distances, d, mantel_permutations, rng, device=device)
     r, p = mantel_result
-    x = _upper(true_distances)
+    x = upper_triangle(true_distances)
     rank_x = ranks(x) if true_ranks is None else true_ranks
-    y_tree = _upper(patristic(tree, labels))
-    y_dist = _upper(d)
+    y_tree = upper_triangle(patristic(tree, labels))
+    y_dist = upper_triangle(d)
     scores["cophenetic_pearson"] = pearson(x, y_tree)
     scores["cophenetic_spearman"] = pearson(rank_x, ranks(y_tree))
     scores["distance_pearson"] = r
