@@ -628,3 +628,44 @@ def test_hostile_truncated_and_foreign_files_are_refused(saved, tmp_path):
     torch.save(payload, damaged)
     with pytest.raises(FileFormatError, match="damaged.pt"):
         MetaResult.load(damaged)
+
+
+def test_frame_above_the_exact_size_keeps_the_exact_principal_subspace() -> None:
+    """The randomised frame (more rows and columns than EXACT_FRAME_UP_TO) against a full SVD.
+
+    A spectrum decaying as 1/i keeps a gap of about 1/k^2 relative at the 256th axis: a
+    subspace iteration loses at most rounding there, so the kept variance must match the
+    exact top-256 subspace's to 1e-6 relative, and the coordinates' scale with it.
+    """
+    from evosim.meta.representation import EXACT_FRAME_UP_TO, Frame
+
+    rows, cols = EXACT_FRAME_UP_TO + 76, EXACT_FRAME_UP_TO + 26
+    g = np.random.default_rng(3)
+    u, _ = np.linalg.qr(g.standard_normal((rows, cols)))
+    v, _ = np.linalg.qr(g.standard_normal((cols, cols)))
+    x = (u * (1.0 / np.arange(1, cols + 1))) @ v.T + 5.0
+    frame = Frame.fit(x, max_components=256, seed=7)
+    assert frame.dim == 256
+    centred = x - x.mean(axis=0)
+    exact_axes = np.linalg.svd(centred, full_matrices=False)[2][:256].T
+    basis = frame.basis.double().numpy()
+    np.testing.assert_allclose(basis.T @ basis, np.eye(256), atol=1e-6)
+    kept = np.sum((centred @ basis) ** 2)
+    exact = np.sum((centred @ exact_axes) ** 2)
+    assert abs(kept - exact) <= 1e-6 * exact
+    assert frame.scale == pytest.approx(np.sqrt(exact / (rows * 256)), rel=1e-6)
+    again = Frame.fit(x, max_components=256, seed=7)
+    assert torch.equal(frame.basis, again.basis)
+
+
+def test_mae_steps_stop_growing_above_full_passes_size() -> None:
+    """Up to FULL_PASSES_UP_TO members every member gets ``meta.steps`` passes; above,
+    the optimiser takes as many steps as at that size (to the rounding of one pass)."""
+    from evosim.meta.fit import BATCH, FULL_PASSES_UP_TO, passes
+
+    assert passes(1000, 10) == passes(1000, FULL_PASSES_UP_TO) == 1000
+    at_full = 1000 * FULL_PASSES_UP_TO / BATCH
+    for members in (300, 1024, 4096, 10_000, 100_000):
+        steps = passes(1000, members) * members / BATCH
+        assert abs(steps - at_full) <= 0.5 * members / BATCH
+    assert passes(10, 1_000_000) == 1

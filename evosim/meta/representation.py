@@ -483,6 +483,29 @@ class RepresentationMap:
         return cls(**s)
 
 
+#: Frames of matrices with at most this many rows or columns use a full SVD.
+EXACT_FRAME_UP_TO = 1024
+#: Power iterations of the randomised frame above that size.
+FRAME_POWER_ITERATIONS = 4
+
+
+def _top_singular(a: torch.Tensor, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Leading singular values ``[l]`` and right vectors ``[l, F]`` of ``a``, ``l >= k``.
+
+    Randomised subspace iteration with re-orthonormalisation after every product, which
+    keeps the small singular directions from being lost to rounding.
+    """
+    width = min(2 * k, *a.shape)
+    gen = torch.Generator().manual_seed(int(seed))
+    omega = torch.randn(a.shape[1], width, generator=gen, dtype=a.dtype)
+    q = torch.linalg.qr(a @ omega).Q
+    for _ in range(FRAME_POWER_ITERATIONS):
+        q = torch.linalg.qr(a.T @ q).Q
+        q = torch.linalg.qr(a @ q).Q
+    _, sv, vt = torch.linalg.svd(q.T @ a, full_matrices=False)
+    return sv, vt
+
+
 @dataclass
 class Frame:
     """Principal-axis coordinates of a representation: ``c = (x - mean) V / scale``.
@@ -498,15 +521,28 @@ class Frame:
     scale: float
 
     @classmethod
-    def fit(cls, x: np.ndarray, *, max_components: int = 256) -> Frame:
-        """The frame of rows ``x [M, F]``."""
+    def fit(cls, x: np.ndarray, *, max_components: int = 256, seed: int = 0) -> Frame:
+        """The frame of rows ``x [M, F]``.
+
+        Up to :data:`EXACT_FRAME_UP_TO` rows or columns the axes come from a full SVD. Above,
+        a full SVD grows as M F min(M, F) (about 7 minutes on one core at 10,000 AEs of
+        9,320 features), so the top ``max_components`` axes come from randomised subspace
+        iteration (Halko, Martinsson and Tropp 2011, algorithm 4.4) with as many extra
+        directions as kept ones and :data:`FRAME_POWER_ITERATIONS` iterations, seeded by
+        ``seed``: its subspace keeps the exact one's variance to within 1e-6 (tested).
+        """
         t = torch.as_tensor(x, dtype=torch.float64)
         mean = t.mean(dim=0)
-        _, sv, vt = torch.linalg.svd(t - mean, full_matrices=False)
+        centred = t - mean
+        del t
+        if min(centred.shape) <= EXACT_FRAME_UP_TO:
+            _, sv, vt = torch.linalg.svd(centred, full_matrices=False)
+        else:
+            sv, vt = _top_singular(centred, max_components, seed)
         keep = int((sv > 1e-6 * sv.max().clamp_min(1e-300)).sum().clamp_min(1))
         keep = min(keep, max_components)
         basis = vt[:keep].T
-        coords = (t - mean) @ basis
+        coords = centred @ basis
         scale = float(coords.pow(2).mean().sqrt().clamp_min(1e-12))
         return cls(mean.float(), basis.float().contiguous(), scale)
 
