@@ -426,3 +426,39 @@ def test_write_lsmat_streams_blocks_that_read_back_exactly(tmp_path, monkeypatch
     # each value is the shortest text that reads back to it, as repr writes it
     second = path.read_text().splitlines()[2].split("\t")
     assert second == ["sp 1", *(repr(float(v)) for v in d[1])]
+
+
+def test_write_lsmat_bytes_equal_a_per_value_repr_writer(tmp_path, monkeypatch):
+    # every magnitude, sign, integer and subnormal: the file is what repr per value writes
+    from evosim.analysis import report as report_module
+
+    g = np.random.default_rng(8)
+    n = 37
+    d = g.standard_normal((n, n)) * 10.0 ** g.integers(-300, 300, size=(n, n))
+    d[0, :5] = [0.0, 1.0, 5e-324, -2.5, 1e16]
+    labels = [f"species_{i}" for i in range(n)]
+    monkeypatch.setattr(report_module, "_LSMAT_ROWS", 8)
+    path = report_module.write_lsmat(tmp_path / "d.tsv", labels, d)
+    expected = "\t" + "\t".join(labels) + "\n"
+    rows = ("\t".join([label, *(repr(float(v)) for v in row)]) for label, row in zip(labels, d))
+    expected += "".join(row + "\n" for row in rows)
+    assert path.read_bytes() == expected.encode()
+
+
+def test_methods_scored_side_by_side_score_as_one_at_a_time(tiny):
+    # the analysis scores methods on as many threads as torch may use: 1 and 3 agree
+    import torch
+
+    sc, sim, bank, meta = tiny
+    cfg = sc.analysis.model_copy(update={"generative": False})
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = analyse(sim, bank, meta, cfg, progress=False)
+        torch.set_num_threads(3)
+        together = analyse(sim, bank, meta, cfg, progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert list(together.baselines) == list(alone.baselines)
+    assert together.metrics == alone.metrics and together.baselines == alone.baselines
+    assert together.inferred_tree.to_newick() == alone.inferred_tree.to_newick()

@@ -227,3 +227,18 @@ def test_energy_distances_equal_those_of_every_ordered_pair(block, monkeypatch):
     # float32 distances: the two sums differ by rounding, about 1e-7 of E|X - Y| (~3),
     # which the energy distance's square carries as an absolute error
     np.testing.assert_allclose(new**2, old**2, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("m", "f"), [(40, 700), (700, 40), (600, 560)])
+def test_principal_axes_project_as_the_svd_axes(m: int, f: int) -> None:
+    from evosim.analysis.baselines import principal_axes
+
+    g = np.random.default_rng(m + f)
+    x = g.standard_normal((m, f)) * np.linspace(3.0, 0.1, f) + 2.0
+    k = 8
+    mean, axes = principal_axes(x, k)
+    vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)[2][:k]
+    np.testing.assert_allclose(mean, x.mean(axis=0), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(axes @ axes.T, np.eye(k), atol=1e-9)
+    y = g.standard_normal((5, f))
+    np.testing.assert_allclose((y - mean) @ axes.T @ axes, (y - mean) @ vt.T @ vt, atol=1e-8)

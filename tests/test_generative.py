@@ -200,3 +200,39 @@ def test_circles_latent_line():
     line = report.generative["latent_line"]
     assert len(line["radius"]) == 7 and -1 <= line["radius_spearman"] <= 1
     assert report.generative_figures["latent_line"]["generated"].shape == (7, 200, 2)
+
+
+def test_classical_mds_double_centres_like_the_centring_matrix():
+    # non-Euclidean distances: negative eigenvalues dropped, the kept axes as J D^2 J gives
+    g = np.random.default_rng(4)
+    d = g.uniform(0.5, 2.0, (30, 30))
+    d = np.triu(d, 1) + np.triu(d, 1).T
+    j = np.eye(30) - 1.0 / 30
+    w, _ = np.linalg.eigh(-0.5 * j @ (d**2) @ j)
+    kept = w[w > 1e-9 * w.max()]
+    y = classical_mds(d)
+    assert y.shape[1] == len(kept) < 30
+    np.testing.assert_allclose(np.sort((y**2).sum(axis=0)), np.sort(kept), rtol=1e-10)
+
+
+def test_large_worlds_hold_out_and_score_traits_on_seeded_samples(world, monkeypatch):
+    """Above LARGE_WORLD one refit holds out at most MAX_HELDOUT species; above
+    MAX_TRAIT_SPECIES trait recovery runs on that many; the report says so."""
+    import evosim.analysis.generative as gen_module
+
+    sc, sim, bank, meta = world
+    monkeypatch.setattr(gen_module, "LARGE_WORLD", 4)
+    monkeypatch.setattr(gen_module, "MAX_HELDOUT", 2)
+    monkeypatch.setattr(gen_module, "MAX_TRAIT_SPECIES", 6)
+    means = np.asarray(sim.instances).mean(axis=1)
+    summary, figures = gen_module.generative_scores(
+        sim, bank, meta, distances={"data_mean": euclidean(means)}, folds=2, seed=3
+    )
+    held = summary["fidelity"]["heldout"]
+    assert held["refits"] == 1 and held["species"] == 2
+    assert np.isfinite(held["mae"]["median"])
+    assert summary["trait_species"] == 6
+    assert set(summary["trait_r2"]) == {"mae", "data_mean"}
+    text = "\n".join(gen_module.generative_markdown(summary))
+    assert "one refit, a sample of 2 species" in text
+    assert "on a seeded sample of 6 species" in text

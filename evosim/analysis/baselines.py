@@ -133,6 +133,23 @@ def weight_statistics(params: dict[str, Any]) -> np.ndarray:
 PCA_DENSE_MAX = 512
 
 
+def _top_eigenpairs(a: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` largest eigenpairs ``(lam [k], vec [n, k])`` of a symmetric PSD ``a``, largest
+    first: dense ``eigh`` up to :data:`PCA_DENSE_MAX`, else ARPACK run to machine precision."""
+    from scipy.linalg import eigh
+    from scipy.sparse.linalg import eigsh
+
+    n = a.shape[0]
+    if n <= PCA_DENSE_MAX or k >= n - 1:
+        lam, vec = eigh(a, subset_by_index=[n - k, n - 1])
+    else:
+        # a fixed start vector: it decides the number of iterations, not the result
+        v0 = np.random.default_rng(0).standard_normal(n)
+        lam, vec = eigsh(a, k=k, which="LA", tol=0.0, v0=v0)
+    order = np.argsort(-lam)
+    return lam[order], vec[:, order]
+
+
 def _pca_scores(x: np.ndarray, k: int) -> np.ndarray:
     """Scores ``[M, k]`` on the first ``k`` principal components of ``x [M, F]``.
 
@@ -145,32 +162,44 @@ def _pca_scores(x: np.ndarray, k: int) -> np.ndarray:
     instead of 90). A component's error is then about ``eps |X|^2 / gap``, with ``gap``
     the distance of its eigenvalue from the others, the same conditioning as the SVD's.
     """
-    from scipy.linalg import eigh
-    from scipy.sparse.linalg import eigsh
-
     x = np.asarray(x, dtype=np.float64)
     xc = x - x.mean(axis=0)
     m, f = xc.shape
     gram = m <= f
     a = xc @ xc.T if gram else xc.T @ xc
-    n = a.shape[0]
-    k = min(k, n)
+    k = min(k, a.shape[0])
     if k <= 0:
         return np.zeros((m, 0))
-    if n <= PCA_DENSE_MAX or k >= n - 1:
-        lam, vec = eigh(a, subset_by_index=[n - k, n - 1])
-    else:
-        # a fixed start vector: it decides the number of iterations, not the result
-        v0 = np.random.default_rng(0).standard_normal(n)
-        lam, vec = eigsh(a, k=k, which="LA", tol=0.0, v0=v0)
-    order = np.argsort(-lam)
-    lam, vec = lam[order], vec[:, order]
+    lam, vec = _top_eigenpairs(a, k)
     if gram:
         # eigenvalues within the Gram matrix's rounding (n u lam_max) are those of the
         # null space (the SVD's singular values there are rounding too): zero them
-        lam = np.where(lam > n * 2.0**-52 * max(float(lam[0]), 0.0), lam, 0.0)
+        lam = np.where(lam > a.shape[0] * 2.0**-52 * max(float(lam[0]), 0.0), lam, 0.0)
         return vec * np.sqrt(lam)
     return xc @ vec
+
+
+def principal_axes(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean [F], axes [r, F])``: the first ``r <= k`` principal axes of ``x [M, F]``.
+
+    As :func:`_pca_scores`, from the smaller of the Gram and scatter matrices; axes of
+    the Gram matrix's null space (eigenvalues within its rounding) are left out.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(axis=0)
+    xc = x - mean
+    m, f = xc.shape
+    gram = m <= f
+    a = xc @ xc.T if gram else xc.T @ xc
+    k = min(k, a.shape[0])
+    if k <= 0:
+        return mean, np.zeros((0, f))
+    lam, vec = _top_eigenpairs(a, k)
+    if not gram:
+        return mean, vec.T
+    keep = lam > a.shape[0] * 2.0**-52 * max(float(lam[0]), 0.0)
+    axes = (xc.T @ vec[:, keep]) / np.sqrt(lam[keep])
+    return mean, axes.T
 
 
 def not_applicable(name: str, bank: Any) -> str | None:

@@ -120,9 +120,14 @@ def write_lsmat(path: str | Path, labels: list[str], d: np.ndarray) -> Path:
     def write(f: Any) -> None:
         f.write(("\t" + "\t".join(labels) + "\n").encode())
         for r0 in range(0, len(labels), _LSMAT_ROWS):
-            block = d[r0 : r0 + _LSMAT_ROWS].astype(str)  # NumPy's shortest round trip
-            rows = zip(labels[r0 : r0 + _LSMAT_ROWS], block.tolist())
-            f.write("".join(f"{label}\t" + "\t".join(row) + "\n" for label, row in rows).encode())
+            # Python's float repr is the shortest round-trip text, and twice as fast as
+            # NumPy's (about 0.6 us a value: a minute per 10,000-species matrix)
+            rows = zip(labels[r0 : r0 + _LSMAT_ROWS], d[r0 : r0 + _LSMAT_ROWS].tolist())
+            f.write(
+                "".join(
+                    f"{label}\t" + "\t".join(map(repr, row)) + "\n" for label, row in rows
+                ).encode()
+            )
 
     return runio.atomic_write(path, write)
 

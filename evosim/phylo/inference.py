@@ -141,7 +141,7 @@ def neighbor_joining(D: np.ndarray, labels: Sequence[str]) -> Phylogeny:
     return _build(labels, parent.tolist(), length.tolist(), int(centre), rooted=False)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _sort_rows(D, r, at, sref, ent_key, ent_j, ptr, end):  # noqa: ANN001, ANN202
     """Row of slot s: the slots t > s, by D[s, t] - Sref[t] (each pair stored once)."""
     pos = 0
@@ -162,7 +162,7 @@ def _sort_rows(D, r, at, sref, ent_key, ent_j, ptr, end):  # noqa: ANN001, ANN20
     return pos
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _nj_kernel(D0, rebuild_min, rebuild_fraction, full_scan):  # noqa: ANN001, ANN202
     """NJ joins of ``D0 [n, n]`` (n >= 3): (parent [2n-2], branch length [2n-2], centre).
 
