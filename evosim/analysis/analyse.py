@@ -32,6 +32,10 @@ from evosim.stats import ranks
 
 __all__ = ["analyse", "random_tree_scores"]
 
+#: Methods scored at once, each on its own thread. Each holds its tree inference's working
+#: copies (about 2.5 [S, S] matrices), counted in ``evosim.resources.ANALYSIS_MATRICES``.
+SCORING_THREADS = 2
+
 log = logging.getLogger(__name__)
 
 #: Bootstrap samples over AE replicates (when there are replicates).
@@ -144,7 +148,7 @@ def analyse(
     )
     step("Mantel tests")
     true_ranks = ranks(upper_triangle(d_true))
-    # Each method is scored on its own thread, as many at once as torch may use threads:
+    # Methods are scored on SCORING_THREADS threads (fewer if torch may use fewer):
     # neighbor joining is compiled and releases the GIL, and so do NumPy's sorts behind
     # the rank correlations, so the methods' scores are computed side by side. Each is
     # what it would be alone.
@@ -162,7 +166,8 @@ def analyse(
         )
 
     scored_results = {}
-    with ThreadPoolExecutor(max_workers=max(1, torch.get_num_threads())) as pool:
+    workers = max(1, min(SCORING_THREADS, torch.get_num_threads()))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         for name, result in zip(matrices, pool.map(score, matrices)):
             scored_results[name] = result
             step("MAE tree" if name == "mae" else f"{name} tree")
