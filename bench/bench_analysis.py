@@ -30,6 +30,7 @@ import pickle
 import platform
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -40,11 +41,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the legacy package
 
 
 class Timer:
-    """Seconds spent in wrapped functions, by label (nested calls counted once)."""
+    """Seconds spent in wrapped functions, by label (nested calls counted once per thread).
+
+    Today's analysis scores two methods at once on threads: calls on both threads are
+    counted, so tree inference and topology scores are thread-seconds, and ``other``
+    (wall time less the parts) can be below zero.
+    """
 
     def __init__(self) -> None:
         self.total: dict[str, float] = defaultdict(float)
-        self.depth = 0
+        self._local = threading.local()
+        self._lock = threading.Lock()
+
+    @property
+    def depth(self) -> int:
+        return getattr(self._local, "depth", 0)
+
+    @depth.setter
+    def depth(self, value: int) -> None:
+        self._local.depth = value
 
     def wrap(self, module, name: str, label: str):  # noqa: ANN001, ANN201
         fn = getattr(module, name)
@@ -57,7 +72,8 @@ class Timer:
             try:
                 return fn(*args, **kwargs)
             finally:
-                self.total[label] += time.perf_counter() - t0
+                with self._lock:
+                    self.total[label] += time.perf_counter() - t0
                 self.depth -= 1
 
         return module, name, fn, timed
