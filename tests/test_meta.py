@@ -669,3 +669,29 @@ def test_mae_steps_stop_growing_above_full_passes_size() -> None:
         steps = passes(1000, members) * members / BATCH
         assert abs(steps - at_full) <= 0.5 * members / BATCH
     assert passes(10, 1_000_000) == 1
+
+
+def test_mae_steps_run_on_one_thread_and_the_setting_comes_back(monkeypatch) -> None:
+    import evosim.meta.fit as fit_module
+
+    seen: list[int] = []
+    original = fit_module._behaviour_terms
+
+    def recording(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "_behaviour_terms", recording)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        fit_meta_autoencoder(
+            random_bank(),
+            MetaConfig(steps=3, probes=16, latent=2, device="cpu"),
+            seed=0,
+            progress=False,
+        )
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -35,13 +35,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import math
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -68,6 +69,8 @@ from evosim.train.spec import AESpec
 __all__ = ["AUTO_LATENTS", "fit_meta_autoencoder", "train_mae", "resolve_seed"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Candidate code sizes for ``latent: auto``.
 AUTO_LATENTS = (2, 4, 8, 16)
@@ -106,6 +109,17 @@ def _single_thread(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _steps_on_one_thread(fit: Callable[..., T]) -> Callable[..., T]:
+    """Run ``fit(prob, ...)`` inside :func:`_single_thread` on the problem's device."""
+
+    @functools.wraps(fit)
+    def wrapped(prob: Problem, *args: Any, **kwargs: Any) -> T:
+        with _single_thread(prob.coords.device):
+            return fit(prob, *args, **kwargs)
+
+    return wrapped
 
 
 def resolve_seed(bank: Any, seed: int | None) -> int:
@@ -247,6 +261,7 @@ def evaluate(
     return total / max(count, 1)
 
 
+@_steps_on_one_thread
 def train_mae(
     prob: Problem,
     train_idx: np.ndarray,
@@ -265,22 +280,6 @@ def train_mae(
     decoded, and scored by the behaviour loss. The steps run on one CPU thread; the
     set-up's large products (representation, frame, targets) keep torch's thread count.
     """
-    with _single_thread(prob.coords.device):
-        return _train_steps(prob, train_idx, val_idx, config, latent, seed, tag, progress=progress)
-
-
-def _train_steps(
-    prob: Problem,
-    train_idx: np.ndarray,
-    val_idx: np.ndarray | None,
-    config: MetaConfig,
-    latent: int,
-    seed: int,
-    tag: str,
-    *,
-    progress: bool = False,
-) -> tuple[Encoder, HyperDecoder, dict[str, torch.Tensor], dict[str, Any], SideHead | None]:
-    """:func:`train_mae`'s steps, on the thread count the caller set."""
     device = prob.coords.device
     gen = torch_generator(seed, "mae", "init", tag)
     encoder = Encoder(
