@@ -133,13 +133,30 @@ def weight_statistics(params: dict[str, Any]) -> np.ndarray:
 PCA_DENSE_MAX = 512
 
 
-def _top_eigenpairs(a: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` largest eigenpairs ``(lam [k], vec [n, k])`` of a symmetric PSD ``a``, largest
-    first: dense ``eigh`` up to :data:`PCA_DENSE_MAX`, else ARPACK run to machine precision."""
+def _principal_eigenpairs(
+    x: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray, np.ndarray, np.ndarray]:
+    """``(mean, xc, gram, lam, vec, signal)``: the top ``k`` eigenpairs of the smaller of the
+    Gram matrix ``Xc Xc^T`` (``gram``) and the scatter matrix ``Xc^T Xc`` of ``x [M, F]``.
+
+    Largest first: dense ``eigh`` up to :data:`PCA_DENSE_MAX`, else ARPACK run to machine
+    precision. ``signal`` marks the eigenvalues above the Gram matrix's rounding
+    (``n u lam_max``); those below are its null space's, whose SVD singular values are
+    rounding too. The scatter matrix's are all kept.
+    """
     from scipy.linalg import eigh
     from scipy.sparse.linalg import eigsh
 
+    x = np.asarray(x, dtype=np.float64)
+    mean = x.mean(axis=0)
+    xc = x - mean
+    m, f = xc.shape
+    gram = m <= f
+    a = xc @ xc.T if gram else xc.T @ xc
     n = a.shape[0]
+    k = min(k, n)
+    if k <= 0:
+        return mean, xc, gram, np.zeros(0), np.zeros((n, 0)), np.zeros(0, dtype=bool)
     if n <= PCA_DENSE_MAX or k >= n - 1:
         lam, vec = eigh(a, subset_by_index=[n - k, n - 1])
     else:
@@ -147,35 +164,27 @@ def _top_eigenpairs(a: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         v0 = np.random.default_rng(0).standard_normal(n)
         lam, vec = eigsh(a, k=k, which="LA", tol=0.0, v0=v0)
     order = np.argsort(-lam)
-    return lam[order], vec[:, order]
+    lam, vec = lam[order], vec[:, order]
+    signal = lam > n * 2.0**-52 * max(float(lam[0]), 0.0) if gram else np.ones(k, dtype=bool)
+    return mean, xc, gram, lam, vec, signal
 
 
 def _pca_scores(x: np.ndarray, k: int) -> np.ndarray:
     """Scores ``[M, k]`` on the first ``k`` principal components of ``x [M, F]``.
 
     The top ``k`` eigenpairs of the smaller of the Gram matrix ``Xc Xc^T`` (scores
-    ``u sqrt(lam)``) and the scatter matrix ``Xc^T Xc`` (scores ``Xc v``), both exact
-    forms of the thin SVD ``Xc = U S V^T``: the same scores up to each component's sign,
-    which no distance between scores sees. Above :data:`PCA_DENSE_MAX` rows and features
-    the k eigenpairs come from ARPACK's Lanczos iteration run to machine precision
-    (``tol=0``) rather than a full decomposition (at 2,048 members of 9,320 features: 1 s
-    instead of 90). A component's error is then about ``eps |X|^2 / gap``, with ``gap``
-    the distance of its eigenvalue from the others, the same conditioning as the SVD's.
+    ``u sqrt(lam)``, null-space ones zeroed) and the scatter matrix ``Xc^T Xc`` (scores
+    ``Xc v``), both exact forms of the thin SVD ``Xc = U S V^T``: the same scores up to
+    each component's sign, which no distance between scores sees. Above
+    :data:`PCA_DENSE_MAX` rows and features the k eigenpairs come from ARPACK's Lanczos
+    iteration run to machine precision (``tol=0``) rather than a full decomposition (at
+    2,048 members of 9,320 features: 1 s instead of 90). A component's error is then
+    about ``eps |X|^2 / gap``, with ``gap`` the distance of its eigenvalue from the
+    others, the same conditioning as the SVD's.
     """
-    x = np.asarray(x, dtype=np.float64)
-    xc = x - x.mean(axis=0)
-    m, f = xc.shape
-    gram = m <= f
-    a = xc @ xc.T if gram else xc.T @ xc
-    k = min(k, a.shape[0])
-    if k <= 0:
-        return np.zeros((m, 0))
-    lam, vec = _top_eigenpairs(a, k)
+    _, xc, gram, lam, vec, signal = _principal_eigenpairs(x, k)
     if gram:
-        # eigenvalues within the Gram matrix's rounding (n u lam_max) are those of the
-        # null space (the SVD's singular values there are rounding too): zero them
-        lam = np.where(lam > a.shape[0] * 2.0**-52 * max(float(lam[0]), 0.0), lam, 0.0)
-        return vec * np.sqrt(lam)
+        return vec * np.sqrt(np.where(signal, lam, 0.0))
     return xc @ vec
 
 
@@ -183,23 +192,12 @@ def principal_axes(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """``(mean [F], axes [r, F])``: the first ``r <= k`` principal axes of ``x [M, F]``.
 
     As :func:`_pca_scores`, from the smaller of the Gram and scatter matrices; axes of
-    the Gram matrix's null space (eigenvalues within its rounding) are left out.
+    the Gram matrix's null space are left out.
     """
-    x = np.asarray(x, dtype=np.float64)
-    mean = x.mean(axis=0)
-    xc = x - mean
-    m, f = xc.shape
-    gram = m <= f
-    a = xc @ xc.T if gram else xc.T @ xc
-    k = min(k, a.shape[0])
-    if k <= 0:
-        return mean, np.zeros((0, f))
-    lam, vec = _top_eigenpairs(a, k)
+    mean, xc, gram, lam, vec, signal = _principal_eigenpairs(x, k)
     if not gram:
         return mean, vec.T
-    keep = lam > a.shape[0] * 2.0**-52 * max(float(lam[0]), 0.0)
-    axes = (xc.T @ vec[:, keep]) / np.sqrt(lam[keep])
-    return mean, axes.T
+    return mean, ((xc.T @ vec[:, signal]) / np.sqrt(lam[signal])).T
 
 
 def not_applicable(name: str, bank: Any) -> str | None:
