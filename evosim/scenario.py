@@ -456,7 +456,13 @@ class MetaConfig(_Section):
         0.0, ge=0, description="weight of the contrastive loss pulling replicates together"
     )
     distance_weight: float = Field(
-        0.0, ge=0, description="keep pairwise distances of the codes like the representation's"
+        0.0, ge=0, description="keep pairwise distances of the codes like meta.distance_target's"
+    )
+    distance_target: Literal["representation", "behaviour"] = Field(
+        "representation",
+        description="distances the distance term keeps: the representation's, or behaviour: "
+        "energy distances between where the members' AEs send the shared probes (each "
+        "reconstructed twice), which compares AEs on their own manifolds (at most 2,048 members)",
     )
     probes: int = Field(256, ge=1, description="shared probe inputs (functional)")
     off_manifold_fraction: float = Field(

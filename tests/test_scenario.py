@@ -108,6 +108,7 @@ BAD = [
     ("tree:\n  newick: 'A;'\n", "tree.newick (line 2): must have at least 2 leaves"),
     ("analysis:\n  baselines: [trait]\n", "analysis.baselines (line 2): unknown baseline 'trait'"),
     ("analysis:\n  device: gpu\n", "analysis.device (line 2): must be one of"),
+    ("meta:\n  distance_target: data\n", "meta.distance_target (line 2): must be one of"),
 ]
 
 

@@ -12,8 +12,10 @@ on shared probes (:mod:`evosim.meta.behaviour`). The loss is
 * the KL between the decoded AE's code distribution on the region inputs and the one the
   decoder predicts (what :meth:`~evosim.meta.MetaResult.generate` samples);
 * optional: the prior's KL (``variational``), ``distance_weight`` times a stress that keeps
-  code distances like representation distances, ``contrastive_weight`` times NT-Xent over
-  replicates.
+  code distances like representation distances (or, with ``distance_target: behaviour``,
+  like energy distances between where the members' AEs send the probes:
+  :func:`~evosim.meta.behaviour.behaviour_distances`), ``contrastive_weight`` times NT-Xent
+  over replicates.
 
 With ``prior: archetypal`` the MAE is a Deep Archetypal Analysis (Keller et al. 2021;
 :mod:`evosim.meta.archetypal`): the encoder's A head gives each member simplex weights on
@@ -49,7 +51,7 @@ import torch
 
 from evosim.devices import resolve_device
 from evosim.meta import archetypal, losses
-from evosim.meta.behaviour import Behaviour, behaviour_targets
+from evosim.meta.behaviour import Behaviour, behaviour_distances, behaviour_targets
 from evosim.meta.network import Encoder, HyperDecoder, SideHead
 from evosim.meta.representation import (
     Frame,
@@ -153,6 +155,7 @@ class Problem:
     frame: Frame | None = None
     law_codes: torch.Tensor | None = None  # [N, c] theta0's codes of the probes
     side: torch.Tensor | None = None  # [M, q] standardised side information per member
+    distances: torch.Tensor | None = None  # [M, M] the distance term's target, if not features'
 
     @property
     def n_members(self) -> int:
@@ -367,7 +370,9 @@ def train_mae(
             spread = mu.detach().var(dim=0).sum().clamp_min(1e-8)
             total = total + config.cycle_weight * (again - target).pow(2).sum(1).mean() / spread
         if config.distance_weight > 0:
-            total = total + config.distance_weight * losses.distance_stress(prob.features[idx], mu)
+            target = None if prob.distances is None else prob.distances[idx][:, idx]
+            stress = losses.distance_stress(prob.features[idx], mu, distances=target)
+            total = total + config.distance_weight * stress
         if config.contrastive_weight > 0:
             total = total + config.contrastive_weight * losses.nt_xent(mu, prob.groups[idx])
         if side_head is not None and config.side_weight > 0:
@@ -557,6 +562,11 @@ def fit_meta_autoencoder(
             {k: v[None] for k, v in theta0.items()}, spec, torch.as_tensor(probes)
         )[0].detach(),
         side=None if side is None else side.to(device),
+        distances=(
+            torch.as_tensor(behaviour_distances(bank, beh, seed=seed)).to(device)
+            if config.distance_weight > 0 and config.distance_target == "behaviour"
+            else None
+        ),
     )
     info: dict[str, Any] = {
         "seed": seed,
