@@ -71,11 +71,7 @@ class ResourceEstimate:
 
 
 def _n_species(scenario: Scenario) -> int:
-    tree = scenario.tree
-    if tree.model == "newick" and tree.newick:
-        # Leaves are labels followed by , ) or ; : a cheap count without parsing.
-        return max(2, tree.newick.count(",") + 1)
-    return tree.n_species
+    return scenario.species_count()
 
 
 def _input_dim(scenario: Scenario) -> int:

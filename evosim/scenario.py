@@ -658,10 +658,34 @@ class Scenario(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _distance_target_fits(self) -> Scenario:
+        members = self.species_count() * self.autoencoder.replicates
+        used = self.meta.distance_weight > 0 and self.meta.distance_target == "behaviour"
+        if used and members > MAX_BEHAVIOUR_DISTANCE_MEMBERS:
+            raise _FieldError(
+                "meta.distance_target",
+                f"behaviour compares every pair of AEs and takes at most "
+                f"{MAX_BEHAVIOUR_DISTANCE_MEMBERS}, got {members} (species x replicates); "
+                "use representation",
+            )
+        return self
+
+    def species_count(self) -> int:
+        """The extant species the tree will have (a Newick tree's leaves, counted cheaply)."""
+        if self.tree.model == "newick" and self.tree.newick:
+            # Leaves are labels followed by , ) or ; : a cheap count without parsing.
+            return max(2, self.tree.newick.count(",") + 1)
+        return self.tree.n_species
+
     def to_dict(self) -> dict[str, Any]:
         """The resolved scenario as plain data (every default filled in)."""
         return self.model_dump(mode="json")
 
+
+#: Most AEs (species x replicates) for ``meta.distance_target: behaviour``, which keeps an
+#: ``[M, M]`` matrix of energy distances between them.
+MAX_BEHAVIOUR_DISTANCE_MEMBERS = 2048
 
 #: Baseline names accepted by ``analysis.baselines`` (those of :mod:`evosim.analysis.baselines`).
 BASELINE_NAMES = (

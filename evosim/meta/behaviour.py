@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from evosim.errors import ScenarioError
+from evosim.scenario import MAX_BEHAVIOUR_DISTANCE_MEMBERS
 from evosim.seeding import rng as make_rng
 
 __all__ = [
@@ -239,11 +240,6 @@ def behaviour_loss_of(
     return loss
 
 
-#: Most members for ``meta.distance_target: behaviour`` (an ``[M, M]`` matrix, ``M^2``
-#: energy distances).
-MAX_BEHAVIOUR_DISTANCE_MEMBERS = 2048
-
-
 def behaviour_distances(bank: Any, beh: Behaviour, *, seed: int) -> np.ndarray:
     """Energy distances ``[M, M]`` between where each member's AE sends the shared probes.
 
@@ -259,6 +255,7 @@ def behaviour_distances(bank: Any, beh: Behaviour, *, seed: int) -> np.ndarray:
     from evosim.analysis.baselines import energy_distances
 
     m_total = bank.n_members
+    # a scenario is refused earlier, at validation; this guards direct calls
     if m_total > MAX_BEHAVIOUR_DISTANCE_MEMBERS:
         raise ScenarioError(
             f"meta.distance_target: behaviour compares every pair of members and takes at "
