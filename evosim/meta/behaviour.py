@@ -26,6 +26,7 @@ it, which is what the fidelity ratio of a decoded AE to its original counts.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +133,16 @@ def select_region(
     return mask
 
 
+def _member_chunks(bank: Any) -> Iterator[tuple[Any, list[int], torch.Tensor]]:
+    """``(group, local indices, bank member indices)`` for chunks of at most ``CHUNK``
+    members of each architecture group of a bank."""
+    for g, group in enumerate(bank.groups):
+        members = np.asarray(bank.group_members(g))
+        for a in range(0, len(members), CHUNK):
+            local = list(range(a, min(a + CHUNK, len(members))))
+            yield group, local, torch.as_tensor(members[local], dtype=torch.long)
+
+
 def _member_keys(bank: Any) -> list[tuple[str, int]]:
     r = int(bank.replicates)
     return [(s, k) for s in bank.species for k in range(r)]
@@ -177,48 +188,44 @@ def behaviour_targets(
     residual = torch.empty(m_total)
     keys = _member_keys(bank)
     with torch.no_grad():
-        for g, group in enumerate(bank.groups):
-            members = np.asarray(bank.group_members(g))
-            for a in range(0, len(members), CHUNK):
-                local = list(range(a, min(a + CHUNK, len(members))))
-                glob = torch.as_tensor(members[local], dtype=torch.long)
-                rec = group.reconstruct(ref_t, local)  # [K, P, D]
-                err = (rec - ref_t).pow(2).mean(-1)
-                mask = torch.as_tensor(select_region(err.numpy(), n_sel))
-                count = mask.sum(1)
-                # the selected inputs first (best first), the rest cycle through them
-                order = torch.argsort(err.masked_fill(~mask, float("inf")), dim=1, stable=True)
-                slot = torch.arange(n_sel)[None, :] % count[:, None]
-                sel = order.gather(1, slot)
-                x_sel = ref_t[sel]  # [K, n_sel, D]
-                w = (slot == torch.arange(n_sel)[None, :]).float()  # 1 for first copies
-                res = ((err.gather(1, sel) * w).sum(1) / count).clamp_min(1e-12)
-                codes = group.encode(x_sel, local)  # [K, n_sel, k]
-                k = codes.shape[-1]
-                # kernel density on the selected inputs' codes (bandwidth: half the mean
-                # nearest-neighbour distance among them), so generated points stay on the
-                # AE's manifold even where its codes lie on a curve or a loop
-                d = torch.cdist(codes, codes)
-                same = slot[:, :, None] == slot[:, None, :]
-                nn_d = d.masked_fill(same, float("inf")).min(dim=2).values
-                nn_d = nn_d.masked_fill(~torch.isfinite(nn_d), 0.0)
-                h = 0.5 * (nn_d * w).sum(1) / count  # mean over distinct inputs
-                pick = torch.empty(len(local), n_generated, dtype=torch.long)
-                eps = torch.empty(len(local), n_generated, k)
-                noise = torch.empty(len(local), n_generated, d_in)
-                for j, mem in enumerate(members[local]):
-                    gen = make_rng(seed, "mae-region", *keys[int(mem)])
-                    pick[j] = torch.as_tensor(gen.integers(0, int(count[j]), n_generated))
-                    eps[j] = torch.as_tensor(gen.standard_normal((n_generated, k)))
-                    noise[j] = torch.as_tensor(gen.standard_normal((n_generated, d_in)))
-                z = codes.gather(1, pick[..., None].expand(-1, -1, k)) + h[:, None, None] * eps
-                gen_pts = group.decode(z, local) + res.sqrt()[:, None, None] * noise
-                x = torch.cat([x_sel, gen_pts], dim=1)
-                inputs[glob] = x
-                targets[glob] = group.reconstruct(x, local)
-                probe_targets[glob] = group.reconstruct(probes_t, local)
-                residual[glob] = res
-                selected[glob] = count
+        for group, local, glob in _member_chunks(bank):
+            rec = group.reconstruct(ref_t, local)  # [K, P, D]
+            err = (rec - ref_t).pow(2).mean(-1)
+            mask = torch.as_tensor(select_region(err.numpy(), n_sel))
+            count = mask.sum(1)
+            # the selected inputs first (best first), the rest cycle through them
+            order = torch.argsort(err.masked_fill(~mask, float("inf")), dim=1, stable=True)
+            slot = torch.arange(n_sel)[None, :] % count[:, None]
+            sel = order.gather(1, slot)
+            x_sel = ref_t[sel]  # [K, n_sel, D]
+            w = (slot == torch.arange(n_sel)[None, :]).float()  # 1 for first copies
+            res = ((err.gather(1, sel) * w).sum(1) / count).clamp_min(1e-12)
+            codes = group.encode(x_sel, local)  # [K, n_sel, k]
+            k = codes.shape[-1]
+            # kernel density on the selected inputs' codes (bandwidth: half the mean
+            # nearest-neighbour distance among them), so generated points stay on the
+            # AE's manifold even where its codes lie on a curve or a loop
+            d = torch.cdist(codes, codes)
+            same = slot[:, :, None] == slot[:, None, :]
+            nn_d = d.masked_fill(same, float("inf")).min(dim=2).values
+            nn_d = nn_d.masked_fill(~torch.isfinite(nn_d), 0.0)
+            h = 0.5 * (nn_d * w).sum(1) / count  # mean over distinct inputs
+            pick = torch.empty(len(local), n_generated, dtype=torch.long)
+            eps = torch.empty(len(local), n_generated, k)
+            noise = torch.empty(len(local), n_generated, d_in)
+            for j, mem in enumerate(glob.tolist()):
+                gen = make_rng(seed, "mae-region", *keys[mem])
+                pick[j] = torch.as_tensor(gen.integers(0, int(count[j]), n_generated))
+                eps[j] = torch.as_tensor(gen.standard_normal((n_generated, k)))
+                noise[j] = torch.as_tensor(gen.standard_normal((n_generated, d_in)))
+            z = codes.gather(1, pick[..., None].expand(-1, -1, k)) + h[:, None, None] * eps
+            gen_pts = group.decode(z, local) + res.sqrt()[:, None, None] * noise
+            x = torch.cat([x_sel, gen_pts], dim=1)
+            inputs[glob] = x
+            targets[glob] = group.reconstruct(x, local)
+            probe_targets[glob] = group.reconstruct(probes_t, local)
+            residual[glob] = res
+            selected[glob] = count
     return Behaviour(inputs, targets, probes_t, probe_targets, residual, selected)
 
 
@@ -264,11 +271,7 @@ def behaviour_distances(bank: Any, beh: Behaviour, *, seed: int) -> np.ndarray:
     once = beh.probe_targets.cpu()
     twice = torch.empty_like(once)
     with torch.no_grad():
-        for g, group in enumerate(bank.groups):
-            members = np.asarray(bank.group_members(g))
-            for a in range(0, len(members), CHUNK):
-                local = list(range(a, min(a + CHUNK, len(members))))
-                glob = torch.as_tensor(members[local], dtype=torch.long)
-                twice[glob] = group.reconstruct(once[glob], local)
+        for group, local, glob in _member_chunks(bank):
+            twice[glob] = group.reconstruct(once[glob], local)
     gens = [make_rng(seed, "mae-distance", *key) for key in _member_keys(bank)]
     return energy_distances(twice.numpy(), gens)
