@@ -23,7 +23,8 @@ averaged over replicates and each block is centred and scaled as the MAE's input
 ``iterated_energy``
     Reads the AEs only: every probe reconstructed twice by each AE (``AE(AE(p))``, which
     pulls it onto the AE's own manifold), then the energy distance between the species'
-    clouds.
+    clouds: ``evosim.meta.behaviour.behaviour_distances``, the distances that
+    ``meta.distance_target: behaviour`` keeps.
 ``region_moments``, ``region_energy``
     Read the bank only (its AEs and its pooled, unlabelled reference inputs), as the
     MAE's behaviour loss does: each AE's *region* (the reference inputs it reconstructs
@@ -67,7 +68,7 @@ from evosim.analysis.baselines import (  # noqa: E402
     euclidean,
     species_means,
 )
-from evosim.meta.behaviour import behaviour_targets  # noqa: E402
+from evosim.meta.behaviour import behaviour_distances, behaviour_targets  # noqa: E402
 from evosim.meta.representation import functional_features, make_probes  # noqa: E402
 from evosim.phylo.compare import robinson_foulds  # noqa: E402
 from evosim.phylo.inference import neighbor_joining  # noqa: E402
@@ -129,23 +130,21 @@ def measure(name: str, seed: int) -> dict[str, float]:
     out["codes"] = features(codes)
     out["recon_data+codes"] = features(recon[:, :n_data], codes)
 
-    members = list(range(bank.n_members))
-    twice = np.asarray(bank.reconstruct(np.asarray(recon, dtype=np.float32), members))
+    def energy(clouds: np.ndarray) -> float:
+        gens = [make_rng(seed, "bench", "energy", s) for s in species]
+        return nrf(energy_distances(clouds, gens))
+
     first = np.arange(0, bank.n_members, r)  # replicate 0 of every species
-    out["iterated_energy"] = nrf(
-        energy_distances(twice[first], [make_rng(seed, "bench", "energy", s) for s in species])
-    )
-    region = behaviour_targets(bank, probes, seed=seed).targets.numpy().astype(np.float64)
+    beh = behaviour_targets(bank, probes, seed=seed)
+    # what meta.distance_target: behaviour keeps
+    out["iterated_energy"] = nrf(behaviour_distances(bank, beh, seed=seed)[np.ix_(first, first)])
+    region = beh.targets.numpy().astype(np.float64)
     out["region_moments"] = features(np.concatenate([region.mean(1), region.std(1)], axis=1))
-    out["region_energy"] = nrf(
-        energy_distances(region[first], [make_rng(seed, "bench", "energy", s) for s in species])
-    )
+    out["region_energy"] = energy(region[first])
     pos = {s: i for i, s in enumerate(sim.species)}
     inst = np.asarray(sim.instances, dtype=np.float32)[[pos[s] for s in species]]
     own = np.asarray(bank.reconstruct(inst, species))
-    out["own_energy"] = nrf(
-        energy_distances(own, [make_rng(seed, "bench", "energy", s) for s in species])
-    )
+    out["own_energy"] = energy(own)
     out["ae_relative_error"] = float(
         ((own - inst) ** 2).sum(-1).mean() / inst.var(axis=1).sum(-1).mean()
     )
