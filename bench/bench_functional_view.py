@@ -23,7 +23,7 @@ averaged over replicates and each block is centred and scaled as the MAE's input
 ``iterated_energy``
     Reads the AEs only: every probe reconstructed twice by each AE (``AE(AE(p))``, which
     pulls it onto the AE's own manifold), then the energy distance between the species'
-    clouds: ``evosim.meta.behaviour.behaviour_distances``, the distances that
+    clouds (sliced: ``evosim.meta.behaviour.behaviour_features``), the distances that
     ``meta.distance_target: behaviour`` keeps.
 ``region_moments``, ``region_energy``
     Read the bank only (its AEs and its pooled, unlabelled reference inputs), as the
@@ -68,7 +68,7 @@ from evosim.analysis.baselines import (  # noqa: E402
     euclidean,
     species_means,
 )
-from evosim.meta.behaviour import behaviour_distances, behaviour_targets  # noqa: E402
+from evosim.meta.behaviour import behaviour_features, behaviour_targets  # noqa: E402
 from evosim.meta.representation import functional_features, make_probes  # noqa: E402
 from evosim.phylo.compare import robinson_foulds  # noqa: E402
 from evosim.phylo.inference import neighbor_joining  # noqa: E402
@@ -137,7 +137,7 @@ def measure(name: str, seed: int) -> dict[str, float]:
     first = np.arange(0, bank.n_members, r)  # replicate 0 of every species
     beh = behaviour_targets(bank, probes, seed=seed)
     # what meta.distance_target: behaviour keeps
-    out["iterated_energy"] = nrf(behaviour_distances(bank, beh, seed=seed)[np.ix_(first, first)])
+    out["iterated_energy"] = nrf(euclidean(behaviour_features(bank, beh, seed=seed)[first]))
     region = beh.targets.numpy().astype(np.float64)
     out["region_moments"] = features(np.concatenate([region.mean(1), region.std(1)], axis=1))
     out["region_energy"] = energy(region[first])

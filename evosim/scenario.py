@@ -462,7 +462,7 @@ class MetaConfig(_Section):
         "representation",
         description="distances the distance term keeps: the representation's, or behaviour: "
         "energy distances between where the members' AEs send the shared probes (each "
-        "reconstructed twice), which compares AEs on their own manifolds (at most 2,048 members)",
+        "reconstructed twice), which compares AEs on their own manifolds",
     )
     probes: int = Field(256, ge=1, description="shared probe inputs (functional)")
     off_manifold_fraction: float = Field(
@@ -658,19 +658,6 @@ class Scenario(_Section):
             )
         return self
 
-    @model_validator(mode="after")
-    def _distance_target_fits(self) -> Scenario:
-        members = self.species_count() * self.autoencoder.replicates
-        used = self.meta.distance_weight > 0 and self.meta.distance_target == "behaviour"
-        if used and members > MAX_BEHAVIOUR_DISTANCE_MEMBERS:
-            raise _FieldError(
-                "meta.distance_target",
-                f"behaviour compares every pair of AEs and takes at most "
-                f"{MAX_BEHAVIOUR_DISTANCE_MEMBERS}, got {members} (species x replicates); "
-                "use representation",
-            )
-        return self
-
     def species_count(self) -> int:
         """The extant species the tree will have (a Newick tree's leaves, counted cheaply)."""
         if self.tree.model == "newick" and self.tree.newick:
@@ -682,10 +669,6 @@ class Scenario(_Section):
         """The resolved scenario as plain data (every default filled in)."""
         return self.model_dump(mode="json")
 
-
-#: Most AEs (species x replicates) for ``meta.distance_target: behaviour``, which keeps an
-#: ``[M, M]`` matrix of energy distances between them.
-MAX_BEHAVIOUR_DISTANCE_MEMBERS = 2048
 
 #: Baseline names accepted by ``analysis.baselines`` (those of :mod:`evosim.analysis.baselines`).
 BASELINE_NAMES = (

@@ -11,7 +11,13 @@ import torch
 from scipy.stats import energy_distance, pearsonr
 
 from evosim.analysis import BASELINES, METRICS, Report, analyse, mantel, score_distances
-from evosim.analysis.baselines import energy_distances, weight_statistics
+from evosim.analysis.baselines import (
+    _random_directions,
+    _sphere_constant,
+    energy_distances,
+    sliced_energy_features,
+    weight_statistics,
+)
 from evosim.analysis.metrics import euclidean, patristic
 from evosim.analysis.support import bootstrap_support, noise_floor, splits, support_newick
 from evosim.meta import fit_meta_autoencoder
@@ -101,6 +107,74 @@ def test_energy_distance_matches_scipy_in_1d():
             # sqrt(2E|X-Y| - E|X-X'| - E|Y-Y'|) with V-statistic means (Szekely & Rizzo)
             want = energy_distance(x[i, :, 0], x[j, :, 0])
             assert ours[i, j] == pytest.approx(want, rel=1e-4, abs=1e-6)
+
+
+def _clouds(seed: int, s: int = 5, n: int = 60, d: int = 6) -> np.ndarray:
+    """Gaussian clouds of different centres, spreads and shapes."""
+    g = np.random.default_rng(seed)
+    scale = g.uniform(0.5, 2.0, (s, 1, d))
+    return g.standard_normal((s, n, d)) * scale + g.standard_normal((s, 1, d))
+
+
+def _exact_energy(x: np.ndarray) -> np.ndarray:
+    return energy_distances(x, np.random.default_rng(0), n_max=x.shape[1]).astype(np.float64)
+
+
+def test_sphere_constant_makes_the_mean_projection_a_length():
+    # |v| = c_d E|theta . v|: c_1 = 1, c_2 = pi / 2, c_3 = 2
+    assert _sphere_constant(1) == pytest.approx(1.0)
+    assert _sphere_constant(2) == pytest.approx(np.pi / 2)
+    assert _sphere_constant(3) == pytest.approx(2.0)
+    theta = _random_directions(5, 40_000, np.random.default_rng(0))
+    assert np.allclose(np.linalg.norm(theta, axis=1), 1.0)
+    proj = np.abs(theta[:, 0])
+    # the sample mean of |theta_1| within 4 standard errors of 1 / c_5
+    assert abs(proj.mean() - 1 / _sphere_constant(5)) < 4 * proj.std() / np.sqrt(len(proj))
+
+
+def test_sliced_energy_with_every_point_an_edge_is_exact_for_its_directions():
+    x = _clouds(1)
+    f = sliced_energy_features(x, np.random.default_rng(7), n_directions=12, n_cells=None)
+    theta = _random_directions(x.shape[2], 12, np.random.default_rng(7))
+    c = _sphere_constant(x.shape[2])
+    for i in range(len(x)):
+        for j in range(len(x)):
+            # scipy's energy_distance is sqrt(2 * integral (F - G)^2): the 1-D distance
+            one_d = [energy_distance(x[i] @ t, x[j] @ t) ** 2 for t in theta]
+            got = float(np.sum((f[i].astype(np.float64) - f[j]) ** 2))
+            assert got == pytest.approx(c * np.mean(one_d), rel=1e-4, abs=1e-6)
+
+
+def test_sliced_energy_approaches_the_energy_distance():
+    """The mean over directions is the energy distance (Szekely & Rizzo): within 4
+    standard errors, the error of a mean over independent directions (the drawn ones
+    are rows of rotations, which vary less)."""
+    x = _clouds(2)
+    exact2 = _exact_energy(x) ** 2
+    n_dir = 64
+    f = sliced_energy_features(x, np.random.default_rng(3), n_directions=n_dir, n_cells=None)
+    c = _sphere_constant(x.shape[2])
+    spread = _random_directions(x.shape[2], 400, np.random.default_rng(9))
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            per = [c * energy_distance(x[i] @ t, x[j] @ t) ** 2 for t in spread]
+            assert np.mean(per) == pytest.approx(exact2[i, j], abs=4 * np.std(per) / 20)
+            got = float(np.sum((f[i].astype(np.float64) - f[j]) ** 2))
+            assert abs(got - exact2[i, j]) < 4 * np.std(per) / np.sqrt(n_dir)
+
+
+def test_sliced_energy_defaults_keep_the_accuracy_they_document():
+    x = _clouds(4, s=8, n=200, d=8)
+    exact = _exact_energy(x)
+    f = sliced_energy_features(x, np.random.default_rng(5))
+    got = np.sqrt(((f[:, None, :].astype(np.float64) - f[None, :, :]) ** 2).sum(-1))
+    iu = np.triu_indices(len(x), 1)
+    rel = np.abs(got[iu] / exact[iu] - 1)
+    assert np.median(rel) < 0.01  # the docstring's figure
+    assert np.allclose(np.diag(got), 0.0)
+    # a copy of a cloud is at distance 0, whatever the grid
+    twin = sliced_energy_features(np.concatenate([x, x[:1]]), np.random.default_rng(5))
+    assert np.array_equal(twin[0], twin[-1])
 
 
 def test_weight_statistics_ignore_hidden_permutation():

@@ -109,12 +109,6 @@ BAD = [
     ("analysis:\n  baselines: [trait]\n", "analysis.baselines (line 2): unknown baseline 'trait'"),
     ("analysis:\n  device: gpu\n", "analysis.device (line 2): must be one of"),
     ("meta:\n  distance_target: data\n", "meta.distance_target (line 2): must be one of"),
-    (
-        "tree:\n  n_species: 1100\nautoencoder:\n  replicates: 2\n"
-        "meta:\n  distance_weight: 1\n  distance_target: behaviour\n",
-        "meta.distance_target: behaviour compares every pair of AEs and takes at most "
-        "2048, got 2200",
-    ),
 ]
 
 

@@ -23,6 +23,7 @@ features are averaged over replicates first). None of them sees the true tree;
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from math import lgamma
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ __all__ = [
     "baseline_distances",
     "energy_distances",
     "not_applicable",
+    "sliced_energy_features",
     "weight_statistics",
 ]
 
@@ -49,6 +51,11 @@ WEIGHT_BASELINES = ("raw_weights", "weight_stats")
 ENERGY_BUDGET = 3e8
 #: Pairwise instance distances held at once by the energy distance.
 ENERGY_BLOCK = 2**25
+#: Sliced energy features (:func:`sliced_energy_features`): random directions, grid cells
+#: per direction, and pooled points sampled to place the cells.
+SLICED_DIRECTIONS = 128
+SLICED_CELLS = 64
+SLICED_GRID_SAMPLE = 2**16
 
 
 def species_means(x: np.ndarray, replicates: int) -> np.ndarray:
@@ -103,6 +110,86 @@ def energy_distances(
     out = e.clamp_min(0.0).sqrt().numpy()
     np.fill_diagonal(out, 0.0)
     return out
+
+
+def _random_directions(dim: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``[n, dim]`` unit vectors, each uniform on the sphere: rows of independent random
+    rotations (Haar), so directions within a block are orthogonal (less variance than
+    independent draws, the same mean)."""
+    blocks = []
+    for _ in range(-(-n // dim)):
+        q, r = np.linalg.qr(rng.standard_normal((dim, dim)))
+        blocks.append(q * np.sign(np.diag(r))[None, :])
+    return np.concatenate(blocks, axis=1).T[:n]
+
+
+def _sphere_constant(dim: int) -> float:
+    """``1 / E|theta_1|`` for ``theta`` uniform on the unit sphere of R^dim, so that
+    ``|v| = c E|theta . v|`` for every vector ``v``."""
+    return float(np.exp(0.5 * np.log(np.pi) + lgamma((dim + 1) / 2) - lgamma(dim / 2)))
+
+
+def sliced_energy_features(
+    clouds: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    n_directions: int = SLICED_DIRECTIONS,
+    n_cells: int | None = SLICED_CELLS,
+    chunk: int = 64,
+) -> np.ndarray:
+    """Rows ``[S, F]`` whose Euclidean distances approximate the energy distances of
+    point clouds ``[S, N, D]`` (those of :func:`energy_distances`, without subsampling).
+
+    The energy distance of two distributions on R^D is ``c_D`` times the mean, over
+    directions ``theta`` uniform on the sphere, of the 1-D energy distance of their
+    projections on ``theta`` (because ``|v| = c_D E|theta . v|``), and a 1-D energy
+    distance is ``2 * integral (F(t) - G(t))^2 dt`` for the two CDFs (Szekely & Rizzo
+    2013). So each cloud's projected CDFs, read on a grid and weighted by the grid's
+    spacing, are a feature vector whose squared distances are the energy distance. The
+    work is linear in the number of clouds, and the distance of two clouds is one
+    Euclidean distance, so a minibatch can compute it on the fly, for any number of
+    clouds.
+
+    Two approximations: ``n_directions`` random directions (rows of random rotations)
+    stand for the mean over the sphere, and each direction's axis is cut into
+    ``n_cells`` cells at quantiles of the pooled projections (placed from at most
+    ``SLICED_GRID_SAMPLE`` pooled points drawn from ``rng``; the outer edges are the
+    exact extremes), each CDF read at its cells' midpoints. ``n_cells=None`` puts an edge
+    at every pooled point: then the 1-D distances are exact for the drawn directions (for
+    small inputs; tests). ``F = n_directions * n_cells``. Defaults, 128 x 64: within 1% of
+    the exact distances (median) on Gaussian clouds in 8 dimensions, and 0.6-1.3% on the
+    MAE's behaviour target in 24-32 (``outline``, ``identify``, ``circles``, ``quickstart``;
+    correlation with the exact distances at least 0.997).
+    """
+    x = torch.as_tensor(np.asarray(clouds, dtype=np.float32))
+    s, n, dim = x.shape
+    theta = torch.as_tensor(_random_directions(dim, n_directions, rng), dtype=torch.float32)
+    pooled = x.reshape(s * n, dim)
+    if n_cells is None:
+        edges = torch.sort(pooled @ theta.T, dim=0).values.T  # [L, S*N]
+    else:
+        take = rng.choice(s * n, size=min(s * n, SLICED_GRID_SAMPLE), replace=False)
+        levels = torch.linspace(0, 1, n_cells + 1, dtype=torch.float64)
+        sample = (pooled[torch.as_tensor(np.sort(take))] @ theta.T).double()
+        edges = torch.quantile(sample, levels, dim=0).T.float()  # [L, C+1]
+        low = torch.full((n_directions,), float("inf"))
+        high = torch.full((n_directions,), float("-inf"))
+        for a in range(0, s, chunk):
+            proj = (x[a : a + chunk] @ theta.T).reshape(-1, n_directions)
+            low = torch.minimum(low, proj.min(dim=0).values)
+            high = torch.maximum(high, proj.max(dim=0).values)
+        edges[:, 0], edges[:, -1] = low, high
+    width = (edges[:, 1:] - edges[:, :-1]).clamp_min(0.0)
+    mids = 0.5 * (edges[:, 1:] + edges[:, :-1])  # [L, C]
+    scale = torch.sqrt(2.0 * _sphere_constant(dim) * width.double() / n_directions).float()
+    out = np.empty((s, mids.numel()), dtype=np.float32)
+    for a in range(0, s, chunk):
+        proj = torch.sort((x[a : a + chunk] @ theta.T).transpose(1, 2).contiguous(), dim=2).values
+        below = torch.searchsorted(proj, mids.expand(len(proj), -1, -1).contiguous(), right=True)
+        out[a : a + chunk] = (below.float() / n * scale).reshape(len(proj), -1).numpy()
+    # centred (distances unchanged): float32 distances of rows far from the origin would
+    # lose digits to cancellation
+    return out - out.mean(axis=0, dtype=np.float64).astype(np.float32)
 
 
 def weight_statistics(params: dict[str, Any]) -> np.ndarray:

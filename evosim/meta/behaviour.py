@@ -33,15 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from evosim.errors import ScenarioError
-from evosim.scenario import MAX_BEHAVIOUR_DISTANCE_MEMBERS
 from evosim.seeding import rng as make_rng
 
 __all__ = [
     "GENERATE",
     "SELECT",
     "Behaviour",
-    "behaviour_distances",
+    "behaviour_features",
     "behaviour_loss_of",
     "behaviour_targets",
     "select_region",
@@ -247,8 +245,9 @@ def behaviour_loss_of(
     return loss
 
 
-def behaviour_distances(bank: Any, beh: Behaviour, *, seed: int) -> np.ndarray:
-    """Energy distances ``[M, M]`` between where each member's AE sends the shared probes.
+def behaviour_features(bank: Any, beh: Behaviour, *, seed: int) -> np.ndarray:
+    """Rows ``[M, F]`` whose distances are the energy distances between where each
+    member's AE sends the shared probes.
 
     Every probe is reconstructed twice by each member (``AE(AE(p))``: the first pass moves
     it onto the AE's manifold, the second settles it there), and the energy distance
@@ -256,22 +255,17 @@ def behaviour_distances(bank: Any, beh: Behaviour, *, seed: int) -> np.ndarray:
     is, so the distance compares the AEs where each models data rather than on probes far
     from them (on ``outline``, a shared-probe comparison gave NJ trees 0.1 nRF worse than
     this one; ``bench/bench_functional_view.py``). Reads the bank's AEs and probes only.
-    Member ``(species, r)`` subsamples its cloud from the stream
-    ``(seed, "mae-distance", species, r)``.
-    """
-    from evosim.analysis.baselines import energy_distances
 
-    m_total = bank.n_members
-    # a scenario is refused earlier, at validation; this guards direct calls
-    if m_total > MAX_BEHAVIOUR_DISTANCE_MEMBERS:
-        raise ScenarioError(
-            f"meta.distance_target: behaviour compares every pair of members and takes at "
-            f"most {MAX_BEHAVIOUR_DISTANCE_MEMBERS} members, got {m_total}; use representation"
-        )
+    The rows are sliced energy features
+    (:func:`~evosim.analysis.baselines.sliced_energy_features`, directions and grid drawn
+    from the stream ``(seed, "mae-distance")``), so the work and memory grow linearly with
+    the members and a minibatch computes its own distances.
+    """
+    from evosim.analysis.baselines import sliced_energy_features
+
     once = beh.probe_targets.cpu()
     twice = torch.empty_like(once)
     with torch.no_grad():
         for group, local, glob in _member_chunks(bank):
             twice[glob] = group.reconstruct(once[glob], local)
-    gens = [make_rng(seed, "mae-distance", *key) for key in _member_keys(bank)]
-    return energy_distances(twice.numpy(), gens)
+    return sliced_energy_features(twice.numpy(), make_rng(seed, "mae-distance"))

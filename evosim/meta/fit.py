@@ -14,7 +14,7 @@ on shared probes (:mod:`evosim.meta.behaviour`). The loss is
 * optional: the prior's KL (``variational``), ``distance_weight`` times a stress that keeps
   code distances like representation distances (or, with ``distance_target: behaviour``,
   like energy distances between where the members' AEs send the probes:
-  :func:`~evosim.meta.behaviour.behaviour_distances`), ``contrastive_weight`` times NT-Xent
+  :func:`~evosim.meta.behaviour.behaviour_features`), ``contrastive_weight`` times NT-Xent
   over replicates.
 
 With ``prior: archetypal`` the MAE is a Deep Archetypal Analysis (Keller et al. 2021;
@@ -51,7 +51,7 @@ import torch
 
 from evosim.devices import resolve_device
 from evosim.meta import archetypal, losses
-from evosim.meta.behaviour import Behaviour, behaviour_distances, behaviour_targets
+from evosim.meta.behaviour import Behaviour, behaviour_features, behaviour_targets
 from evosim.meta.network import Encoder, HyperDecoder, SideHead
 from evosim.meta.representation import (
     Frame,
@@ -155,7 +155,8 @@ class Problem:
     frame: Frame | None = None
     law_codes: torch.Tensor | None = None  # [N, c] theta0's codes of the probes
     side: torch.Tensor | None = None  # [M, q] standardised side information per member
-    distances: torch.Tensor | None = None  # [M, M] the distance term's target, if not features'
+    # [M, G] rows whose distances the distance term keeps, if not ``features``'
+    distance_rows: torch.Tensor | None = None
 
     @property
     def n_members(self) -> int:
@@ -370,8 +371,8 @@ def train_mae(
             spread = mu.detach().var(dim=0).sum().clamp_min(1e-8)
             total = total + config.cycle_weight * (again - target).pow(2).sum(1).mean() / spread
         if config.distance_weight > 0:
-            target = None if prob.distances is None else prob.distances[idx][:, idx]
-            stress = losses.distance_stress(prob.features[idx], mu, distances=target)
+            rows = prob.features if prob.distance_rows is None else prob.distance_rows
+            stress = losses.distance_stress(rows[idx], mu)
             total = total + config.distance_weight * stress
         if config.contrastive_weight > 0:
             total = total + config.contrastive_weight * losses.nt_xent(mu, prob.groups[idx])
@@ -562,8 +563,8 @@ def fit_meta_autoencoder(
             {k: v[None] for k, v in theta0.items()}, spec, torch.as_tensor(probes)
         )[0].detach(),
         side=None if side is None else side.to(device),
-        distances=(
-            torch.as_tensor(behaviour_distances(bank, beh, seed=seed)).to(device)
+        distance_rows=(
+            torch.as_tensor(behaviour_features(bank, beh, seed=seed)).to(device)
             if config.distance_weight > 0 and config.distance_target == "behaviour"
             else None
         ),

@@ -50,19 +50,13 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1).mean()
 
 
-def distance_stress(
-    x: torch.Tensor, z: torch.Tensor, *, distances: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Scale-free stress between pairwise distances of inputs ``x`` and codes ``z``.
-
-    ``distances`` (``[n, n]``), if given, are the target distances instead of ``x``'s.
-    """
+def distance_stress(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Scale-free stress between pairwise distances of inputs ``x`` and codes ``z``."""
     n = z.shape[0]
     if n < 3:
         return z.new_zeros(())
     iu = torch.triu_indices(n, n, offset=1, device=z.device)
-    target = torch.cdist(x, x) if distances is None else distances
-    dx = target[iu[0], iu[1]].to(z.dtype)
+    dx = torch.cdist(x, x)[iu[0], iu[1]].to(z.dtype)
     dz = (z[:, None, :] - z[None, :, :]).pow(2).sum(-1).add(1e-12).sqrt()[iu[0], iu[1]]
     return (dz / dz.mean().clamp_min(1e-12) - dx / dx.mean().clamp_min(1e-12)).pow(2).mean()
 
