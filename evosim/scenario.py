@@ -458,11 +458,12 @@ class MetaConfig(_Section):
     distance_weight: float = Field(
         0.0, ge=0, description="keep pairwise distances of the codes like meta.distance_target's"
     )
-    distance_target: Literal["representation", "behaviour"] = Field(
+    distance_target: Literal["representation", "behaviour", "both"] = Field(
         "representation",
-        description="distances the distance term keeps: the representation's, or behaviour: "
+        description="distances the distance term keeps: the representation's; behaviour: "
         "energy distances between where the members' AEs send the shared probes (each "
-        "reconstructed twice), which compares AEs on their own manifolds",
+        "reconstructed twice), which compares AEs on their own manifolds; or both, each "
+        "scaled to unit root-mean-square distance",
     )
     probes: int = Field(256, ge=1, description="shared probe inputs (functional)")
     off_manifold_fraction: float = Field(

@@ -296,6 +296,32 @@ def test_distance_term_with_behaviour_target_pulls_codes_toward_it():
     assert stress(100.0) < 0.5 * stress(0.0)
 
 
+def test_distance_target_both_weighs_the_two_distances_equally():
+    from evosim.meta.fit import _distance_rows
+
+    bank = random_bank(s=6, r=1, seed=4)
+    probes = make_probes(bank, 32, 0.25, seed=1)
+    beh = behaviour_targets(bank, probes, seed=1)
+    x = np.random.default_rng(0).standard_normal((6, 9)) * 5.0  # any representation
+    cpu = torch.device("cpu")
+
+    def sq(rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.float64)
+        return ((rows[:, None] - rows[None]) ** 2).sum(-1)
+
+    def config(target: str, weight: float = 1.0) -> MetaConfig:
+        return MetaConfig(distance_weight=weight, distance_target=target)
+
+    both = sq(_distance_rows(config("both"), x, bank, beh, 1, cpu).numpy())
+    d_rep = sq(x)
+    d_beh = sq(_distance_rows(config("behaviour"), x, bank, beh, 1, cpu).numpy())
+    # each part scaled to a mean squared distance of 1 over all ordered pairs
+    want = d_rep / d_rep.mean() + d_beh / d_beh.mean()
+    np.testing.assert_allclose(both, want, rtol=1e-4, atol=1e-6)
+    assert _distance_rows(config("representation"), x, bank, beh, 1, cpu) is None
+    assert _distance_rows(config("both", weight=0.0), x, bank, beh, 1, cpu) is None
+
+
 # ---------------------------------------------------------------------------- the circles
 
 

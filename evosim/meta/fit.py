@@ -14,8 +14,8 @@ on shared probes (:mod:`evosim.meta.behaviour`). The loss is
 * optional: the prior's KL (``variational``), ``distance_weight`` times a stress that keeps
   code distances like representation distances (or, with ``distance_target: behaviour``,
   like energy distances between where the members' AEs send the probes:
-  :func:`~evosim.meta.behaviour.behaviour_features`), ``contrastive_weight`` times NT-Xent
-  over replicates.
+  :func:`~evosim.meta.behaviour.behaviour_features`; with ``both``, like the two at once),
+  ``contrastive_weight`` times NT-Xent over replicates.
 
 With ``prior: archetypal`` the MAE is a Deep Archetypal Analysis (Keller et al. 2021;
 :mod:`evosim.meta.archetypal`): the encoder's A head gives each member simplex weights on
@@ -161,6 +161,27 @@ class Problem:
     @property
     def n_members(self) -> int:
         return int(self.coords.shape[0])
+
+
+def _unit_rms(rows: np.ndarray) -> np.ndarray:
+    """``rows`` scaled so that their root-mean-square pairwise distance is 1."""
+    rows = np.asarray(rows, dtype=np.float64)
+    ms = 2.0 * float(rows.var(axis=0).sum())  # mean squared distance over all pairs
+    return rows / np.sqrt(ms) if ms > 1e-24 else rows
+
+
+def _distance_rows(
+    config: MetaConfig, x: np.ndarray, bank: Any, beh: Behaviour, seed: int, device: torch.device
+) -> torch.Tensor | None:
+    """Rows whose distances the distance term keeps, where they are not the representation's
+    (``x``): the behaviour rows, or both, each scaled to unit root-mean-square distance so
+    that each counts equally."""
+    if config.distance_weight == 0 or config.distance_target == "representation":
+        return None
+    rows = behaviour_features(bank, beh, seed=seed)
+    if config.distance_target == "both":
+        rows = np.concatenate([_unit_rms(x), _unit_rms(rows)], axis=1)
+    return torch.as_tensor(rows, dtype=torch.float32).to(device)
 
 
 def _theta0(bank: Any, spec: AESpec, seed: int) -> tuple[dict[str, torch.Tensor], str]:
@@ -563,11 +584,7 @@ def fit_meta_autoencoder(
             {k: v[None] for k, v in theta0.items()}, spec, torch.as_tensor(probes)
         )[0].detach(),
         side=None if side is None else side.to(device),
-        distance_rows=(
-            torch.as_tensor(behaviour_features(bank, beh, seed=seed)).to(device)
-            if config.distance_weight > 0 and config.distance_target == "behaviour"
-            else None
-        ),
+        distance_rows=_distance_rows(config, x, bank, beh, seed, device),
     )
     info: dict[str, Any] = {
         "seed": seed,
