@@ -15,7 +15,15 @@ point, on 300 seeded pairs of clouds (all pairs if fewer). Clouds are
 Gaussian, 256 points in 32 dimensions (the quickstart's probes and ambient dimension),
 with centres along a random walk and per-cloud anisotropic spreads. Run it alone.
 
+``--worlds`` instead measures accuracy on the real target: for each bundled scenario and
+seed it trains the bank, reconstructs the probes twice with every AE (replicate 0 of
+each species) and sets the sliced distances, at three feature sizes, against the exact
+pairwise energy distances over every point: median relative error, correlation, and the
+neighbour-joining tree's nRF against the true tree next to the exact distances' own.
+Quality figures only (safe to run beside other work).
+
     python bench/bench_sliced_energy.py --clouds 32 256 1024 4096
+    python bench/bench_sliced_energy.py --worlds outline identify circles quickstart --seeds 1 2
 """
 
 from __future__ import annotations
@@ -74,13 +82,73 @@ def median_relative_error(d: np.ndarray, pairs: tuple[np.ndarray, ...]) -> float
     return float(np.median(np.abs(d[i, j] / exact - 1)))
 
 
+#: Feature sizes (directions, cells) compared on the real target; the default is the middle.
+SIZES = ((64, 64), (128, 64), (256, 128))
+
+
+def world_accuracy(names: list[str], seeds: list[int]) -> None:
+    import yaml
+
+    import evosim
+    from evosim.meta.behaviour import _member_chunks, behaviour_targets
+    from evosim.meta.representation import make_probes
+    from evosim.phylo.compare import robinson_foulds
+    from evosim.phylo.inference import neighbor_joining
+    from evosim.scenario import parse_scenario
+    from evosim.seeding import rng as make_rng
+
+    head = " | ".join(f"{a} x {b}: error / correlation / nRF" for a, b in SIZES)
+    print(f"| scenario | seed | AEs | exact: nRF | {head} |")
+    print("|---|---:|---:|---:|" + "---|" * len(SIZES))
+    for name in names:
+        for seed in seeds:
+            data = yaml.safe_load((ROOT / "scenarios" / f"{name}.yaml").read_text())
+            data["seed"] = seed
+            sc = parse_scenario(yaml.safe_dump(data))
+            sim = evosim.simulate(sc)
+            bank = evosim.train_autoencoders(sim, sc.autoencoder, progress=False)
+            species, truth = list(bank.species), sim.extant_tree()
+            probes = make_probes(bank, sc.meta.probes, sc.meta.off_manifold_fraction, seed)
+            once = behaviour_targets(bank, probes, seed=seed).probe_targets
+            twice = torch.empty_like(once)
+            with torch.no_grad():
+                for group, local, glob in _member_chunks(bank):
+                    twice[glob] = group.reconstruct(once[glob], local)
+            x = twice.numpy()[:: int(bank.replicates)]
+            exact = energy_distances(x, np.random.default_rng(0), n_max=x.shape[1])
+
+            def nrf(d: np.ndarray, species: list = species, truth=truth) -> float:
+                return float(robinson_foulds(neighbor_joining(d, species), truth, normalized=True))
+
+            iu = np.triu_indices(len(x), 1)
+            cells = []
+            for n_dir, n_cells in SIZES:
+                # the MAE's own stream: the default size is exactly what it keeps
+                gen = make_rng(seed, "mae-distance")
+                rows = sliced_energy_features(x, gen, n_directions=n_dir, n_cells=n_cells)
+                d = euclidean(rows.astype(np.float64))
+                err = np.median(np.abs(d[iu] / exact[iu] - 1))
+                cor = np.corrcoef(d[iu], exact[iu])[0, 1]
+                cells.append(f"{100 * err:.1f}% / {cor:.4f} / {nrf(d):.3f}")
+            print(
+                f"| {name} | {seed} | {len(x)} | {nrf(exact):.3f} | {' | '.join(cells)} |",
+                flush=True,
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clouds", type=int, nargs="+", default=[32, 256, 1024, 4096])
     ap.add_argument("--points", type=int, default=256)
     ap.add_argument("--dim", type=int, default=32)
+    ap.add_argument("--worlds", nargs="+", help="bundled scenarios: accuracy on the real target")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    if args.worlds:
+        print(f"# bench_sliced_energy --worlds: {platform.machine()}, torch {torch.__version__}\n")
+        world_accuracy(args.worlds, args.seeds)
+        return
     print(
         f"# bench_sliced_energy: {platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; clouds of "

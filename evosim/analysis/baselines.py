@@ -157,9 +157,10 @@ def sliced_energy_features(
     exact extremes), each CDF read at its cells' midpoints. ``n_cells=None`` puts an edge
     at every pooled point: then the 1-D distances are exact for the drawn directions (for
     small inputs; tests). ``F = n_directions * n_cells``. Defaults, 128 x 64: within 1% of
-    the exact distances (median) on Gaussian clouds in 8 dimensions, and 0.6-1.3% on the
-    MAE's behaviour target in 24-32 (``outline``, ``identify``, ``circles``, ``quickstart``;
-    correlation with the exact distances at least 0.997).
+    the exact distances (median) on Gaussian clouds in 8 dimensions, and 0.8-1.4% on the
+    MAE's behaviour target (``outline``, ``identify``, ``circles``, ``quickstart``: 2-32
+    dimensions; correlation with the exact distances at least 0.996;
+    ``bench/bench_sliced_energy.py``).
     """
     x = torch.as_tensor(np.asarray(clouds, dtype=np.float32))
     s, n, dim = x.shape
