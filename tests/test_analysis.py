@@ -14,6 +14,7 @@ from evosim.analysis import BASELINES, METRICS, Report, analyse, mantel, score_d
 from evosim.analysis.baselines import (
     _random_directions,
     _sphere_constant,
+    distribution_distances,
     energy_distances,
     sliced_energy_features,
     weight_statistics,
@@ -175,6 +176,32 @@ def test_sliced_energy_defaults_keep_the_accuracy_they_document():
     # a copy of a cloud is at distance 0, whatever the grid
     twin = sliced_energy_features(np.concatenate([x, x[:1]]), np.random.default_rng(5))
     assert np.array_equal(twin[0], twin[-1])
+
+
+def test_data_distribution_reads_every_instance(monkeypatch):
+    import evosim.analysis.baselines as baselines
+
+    x = _clouds(4, s=8, n=200, d=8)  # the clouds of the sliced defaults' accuracy test
+    exact = _exact_energy(x)
+    within = distribution_distances(x, np.random.default_rng(2))
+    np.testing.assert_allclose(within, exact, rtol=1e-5, atol=1e-6)
+    # over the budget: the sliced features of every instance, not a subsample
+    monkeypatch.setattr(baselines, "ENERGY_BUDGET", 8.0**2 * 199**2)
+    over = distribution_distances(x, np.random.default_rng(2))
+    rows = sliced_energy_features(x, np.random.default_rng(2))
+    np.testing.assert_allclose(over, euclidean(rows.astype(np.float64)), rtol=1e-12)
+    iu = np.triu_indices(len(x), 1)
+    assert np.median(np.abs(over[iu] / exact[iu] - 1)) < 0.01  # as documented
+
+
+def test_sliced_energy_features_run_where_they_are_told():
+    x = _clouds(3, s=4, n=30, d=3)
+    a = sliced_energy_features(x, np.random.default_rng(1))
+    b = sliced_energy_features(x, np.random.default_rng(1), device=torch.device("cpu"))
+    np.testing.assert_array_equal(a, b)
+    if not torch.cuda.is_available():
+        with pytest.raises((RuntimeError, AssertionError)):
+            sliced_energy_features(x, np.random.default_rng(1), device="cuda")
 
 
 def test_weight_statistics_ignore_hidden_permutation():

@@ -8,7 +8,8 @@ features are averaged over replicates first). None of them sees the true tree;
 ``traits``          Euclidean distance between true species mean traits (oracle)
 ``data_mean``       mean and standard deviation of each species' instances
 ``data_distribution`` energy distance between the species' instance sets
-                    (Szekely & Rizzo 2013), on a seeded subsample
+                    (Szekely & Rizzo 2013), every instance read: exact, or sliced
+                    energy features for many species
 ``raw_weights``     flattened AE parameters, unstandardised
 ``weight_stats``    per-layer statistics of each AE's parameters (moments,
                     quantiles, singular values): invariant to hidden-unit permutation
@@ -36,6 +37,7 @@ from evosim.scenario import BASELINE_NAMES
 __all__ = [
     "BASELINES",
     "baseline_distances",
+    "distribution_distances",
     "energy_distances",
     "not_applicable",
     "sliced_energy_features",
@@ -112,6 +114,25 @@ def energy_distances(
     return out
 
 
+def distribution_distances(
+    instances: np.ndarray, rng: np.random.Generator, *, device: torch.device | str = "cpu"
+) -> np.ndarray:
+    """``data_distribution``: energy distances between the species' instance sets,
+    ``[S, N, D] -> [S, S]``, reading every instance.
+
+    Exact (:func:`energy_distances` over all ``N`` instances) while
+    ``S^2 N^2 <= ENERGY_BUDGET``; beyond, the Euclidean distances of
+    :func:`sliced_energy_features` (directions and grid from ``rng``), within about 1% of
+    the exact distances (median), where a subsample small enough for the budget would keep
+    16 of 256 instances at 4,096 species and err by 1-3% (``bench/bench_sliced_energy.py``).
+    Both compute on ``device``.
+    """
+    s, n_all = np.shape(instances)[:2]
+    if float(s) ** 2 * float(n_all) ** 2 <= ENERGY_BUDGET:
+        return energy_distances(instances, rng, n_max=n_all, device=device)
+    return euclidean(sliced_energy_features(instances, rng, device=device).astype(np.float64))
+
+
 def _random_directions(dim: int, n: int, rng: np.random.Generator) -> np.ndarray:
     """``[n, dim]`` unit vectors, each uniform on the sphere: rows of independent random
     rotations (Haar), so directions within a block are orthogonal (less variance than
@@ -136,6 +157,7 @@ def sliced_energy_features(
     n_directions: int = SLICED_DIRECTIONS,
     n_cells: int | None = SLICED_CELLS,
     chunk: int = 64,
+    device: torch.device | str = "cpu",
 ) -> np.ndarray:
     """Rows ``[S, F]`` whose Euclidean distances approximate the energy distances of
     point clouds ``[S, N, D]`` (those of :func:`energy_distances`, without subsampling).
@@ -160,23 +182,31 @@ def sliced_energy_features(
     the exact distances (median) on Gaussian clouds in 8 dimensions, and 0.8-1.4% on the
     MAE's behaviour target (``outline``, ``identify``, ``circles``, ``quickstart``: 2-32
     dimensions; correlation with the exact distances at least 0.996;
-    ``bench/bench_sliced_energy.py``).
+    ``bench/bench_sliced_energy.py``). The projections compute on ``device``, a chunk of
+    clouds at a time; the clouds stay where they are.
     """
     x = torch.as_tensor(np.asarray(clouds, dtype=np.float32))
     s, n, dim = x.shape
-    theta = torch.as_tensor(_random_directions(dim, n_directions, rng), dtype=torch.float32)
-    pooled = x.reshape(s * n, dim)
+    device = torch.device(device)
+    theta = torch.as_tensor(
+        _random_directions(dim, n_directions, rng), dtype=torch.float32, device=device
+    )
+
+    def projected(a: int) -> torch.Tensor:  # [chunk, N, L]
+        return x[a : a + chunk].to(device) @ theta.T
+
     if n_cells is None:
+        pooled = x.reshape(s * n, dim).to(device)
         edges = torch.sort(pooled @ theta.T, dim=0).values.T  # [L, S*N]
     else:
         take = rng.choice(s * n, size=min(s * n, SLICED_GRID_SAMPLE), replace=False)
-        levels = torch.linspace(0, 1, n_cells + 1, dtype=torch.float64)
-        sample = (pooled[torch.as_tensor(np.sort(take))] @ theta.T).double()
-        edges = torch.quantile(sample, levels, dim=0).T.float()  # [L, C+1]
-        low = torch.full((n_directions,), float("inf"))
-        high = torch.full((n_directions,), float("-inf"))
+        levels = torch.linspace(0, 1, n_cells + 1, dtype=torch.float64, device=device)
+        sample = x.reshape(s * n, dim)[torch.as_tensor(np.sort(take))].to(device)
+        edges = torch.quantile((sample @ theta.T).double(), levels, dim=0).T.float()  # [L, C+1]
+        low = torch.full((n_directions,), float("inf"), device=device)
+        high = torch.full((n_directions,), float("-inf"), device=device)
         for a in range(0, s, chunk):
-            proj = (x[a : a + chunk] @ theta.T).reshape(-1, n_directions)
+            proj = projected(a).reshape(-1, n_directions)
             low = torch.minimum(low, proj.min(dim=0).values)
             high = torch.maximum(high, proj.max(dim=0).values)
         edges[:, 0], edges[:, -1] = low, high
@@ -185,9 +215,9 @@ def sliced_energy_features(
     scale = torch.sqrt(2.0 * _sphere_constant(dim) * width.double() / n_directions).float()
     out = np.empty((s, mids.numel()), dtype=np.float32)
     for a in range(0, s, chunk):
-        proj = torch.sort((x[a : a + chunk] @ theta.T).transpose(1, 2).contiguous(), dim=2).values
+        proj = torch.sort(projected(a).transpose(1, 2).contiguous(), dim=2).values
         below = torch.searchsorted(proj, mids.expand(len(proj), -1, -1).contiguous(), right=True)
-        out[a : a + chunk] = (below.float() / n * scale).reshape(len(proj), -1).numpy()
+        out[a : a + chunk] = (below.float() / n * scale).reshape(len(proj), -1).cpu().numpy()
     # centred (distances unchanged): float32 distances of rows far from the origin would
     # lose digits to cancellation
     return out - out.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -318,7 +348,7 @@ def baseline_distances(
     meta
         The fitted :class:`~evosim.meta.MetaResult`.
     seed
-        Seeds subsampling and probes.
+        Seeds the sliced energy features (many species) and probes.
     meta_input
         The MAE's input ``[M, F]`` (``meta.represent(bank)``), if already computed.
     device
@@ -341,9 +371,8 @@ def baseline_distances(
         return euclidean(np.concatenate([x.mean(axis=1), x.std(axis=1)], axis=1))
 
     def data_distribution() -> np.ndarray:
-        # each species' subsample from its own stream: the same wherever it is listed
-        gens = [make_rng(seed, "baseline", "energy", s) for s in species]
-        return energy_distances(_instances(), gens, device=device)
+        rng = make_rng(seed, "baseline", "energy")
+        return distribution_distances(_instances(), rng, device=device)
 
     def raw_weights() -> np.ndarray:
         return euclidean(species_means(flatten_params(bank.params), r))
