@@ -324,6 +324,24 @@ def test_mantel_device_is_explicit(monkeypatch):
     assert r == pytest.approx(1.0) and p == 1 / 20
 
 
+def test_mantel_leaves_torch_the_threads_it_was_given():
+    """numba's OpenMP pool shares the process's OpenMP runtime with torch, and starting it
+    reset torch to every core: a sweep task pinned to one thread ran the rest of its
+    analysis on two, with other sums. The pool starts once per process, hence a fresh one."""
+    import subprocess
+
+    code = (
+        "import numpy as np, torch\n"
+        "torch.set_num_threads(1)\n"
+        "from evosim.analysis.metrics import euclidean, mantel\n"
+        "x = euclidean(np.random.default_rng(0).normal(size=(12, 2)))\n"
+        "mantel(x, x, 99, np.random.default_rng(1))\n"
+        "print(torch.get_num_threads())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-1] == "1"
+
+
 # ---------------------------------------------------------------------------- random trees
 def test_expected_random_rf_matches_sampling():
     # The exact expectation against 1,500 label-shuffled Yule trees on 40 leaves: nRF has

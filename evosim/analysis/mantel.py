@@ -54,8 +54,14 @@ def _permuted_block(
     if d_np is not None:  # CPU: a compiled gather, 6x torch's advanced indexing
         out = np.empty((perms.shape[0], r1 - r0, n - r0))
         # as many threads as torch was given (a sweep pins each task to its share)
-        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-        _gather_block(d_np, perms.numpy(), r0, out)
+        threads = torch.get_num_threads()
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        try:
+            _gather_block(d_np, perms.numpy(), r0, out)
+        finally:
+            # numba's OpenMP layer shares the process's OpenMP runtime with torch, and
+            # starting its pool resets that runtime's thread count: give torch its own back
+            torch.set_num_threads(threads)
         return torch.from_numpy(out)
     return d[perms[:, r0:r1].unsqueeze(-1), perms[:, r0:].unsqueeze(1)]
 
