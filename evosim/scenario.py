@@ -418,7 +418,9 @@ class MetaConfig(_Section):
         ge=1,
         description="passes over the members (a step is a minibatch of at most 64 members); "
         "above 256 members the passes shrink as 256 / members (at least 100), so fitting "
-        "time grows in proportion to the members",
+        "time grows in proportion to the members. Twice the default decodes the fitted "
+        "species' AEs more closely (median MSE ratio 1.14 against 1.33 on quickstart), but "
+        "not species left out of the fit, at twice the time",
     )
     hidden: list[int] = Field(
         default_factory=lambda: [128], description="hidden widths of the MAE's encoder"
