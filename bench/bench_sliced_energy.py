@@ -45,8 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from evosim.analysis.baselines import (  # noqa: E402
-    ENERGY_BUDGET,
     energy_distances,
+    energy_subsample_size,
     euclidean,
     sliced_energy_features,
 )
@@ -160,7 +160,7 @@ def main() -> None:
         t = time.perf_counter()
         pair = energy_distances(x, np.random.default_rng(0))
         t_pair = time.perf_counter() - t
-        n_sub = int(np.clip(np.sqrt(ENERGY_BUDGET) / s, 16, 256))  # as energy_distances
+        n_sub = energy_subsample_size(s)
         t = time.perf_counter()
         rows = sliced_energy_features(x, np.random.default_rng(1))
         sliced = euclidean(rows.astype(np.float64))

@@ -39,6 +39,7 @@ __all__ = [
     "baseline_distances",
     "distribution_distances",
     "energy_distances",
+    "energy_subsample_size",
     "not_applicable",
     "sliced_energy_features",
     "weight_statistics",
@@ -71,6 +72,12 @@ def _zscore(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(axis=0)) / np.where(sd > 1e-12, sd, 1.0)
 
 
+def energy_subsample_size(species: int) -> int:
+    """Instances per species :func:`energy_distances` keeps by default: ``S^2 n^2 <=
+    ENERGY_BUDGET``, between 16 and 256."""
+    return int(np.clip(np.sqrt(ENERGY_BUDGET) / species, 16, 256))
+
+
 def energy_distances(
     instances: np.ndarray,
     rng: np.random.Generator | Sequence[np.random.Generator],
@@ -89,7 +96,7 @@ def energy_distances(
     """
     x = np.asarray(instances, dtype=np.float32)
     s, n_all, dim = x.shape
-    n = int(np.clip(np.sqrt(ENERGY_BUDGET) / s, 16, 256)) if n_max is None else n_max
+    n = energy_subsample_size(s) if n_max is None else n_max
     n = min(n, n_all)
     gens = [rng] * s if isinstance(rng, np.random.Generator) else list(rng)
     if len(gens) != s:
