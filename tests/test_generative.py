@@ -16,6 +16,7 @@ from evosim.analysis.generative import (
     ridge_cv_r2,
 )
 from evosim.analysis.metrics import euclidean
+from evosim.analysis.midpoint_bound import brownian_midpoint_wins
 from evosim.meta import fit_meta_autoencoder
 from evosim.phylo import Phylogeny
 from evosim.pipeline import draw_figures
@@ -154,11 +155,23 @@ def test_generative_section_end_to_end(world, tmp_path):
     anc = gen["ancestors"]
     assert anc["cherries"] == len(cherries(sim)) > 0
     assert 0 <= anc["midpoint_beats_both_sisters"]["mse"] <= 1
+    # the yardstick: the true traits' own midpoint, on the same cherries
+    truth = anc["true_traits_midpoint_beats_both_sisters"]
+    tr = sim.traits
+    wins = [
+        np.linalg.norm((tr[a] + tr[b]) / 2 - tr[p])
+        < min(np.linalg.norm(tr[a] - tr[p]), np.linalg.norm(tr[b] - tr[p]))
+        for a, b, p in cherries(sim)
+    ]
+    assert truth["these_cherries"] == pytest.approx(np.mean(wins))
+    assert truth["brownian_expectation"] == brownian_midpoint_wins(sc.traits.dim)
     report.write(tmp_path)
     draw_figures(report, tmp_path / "figures")
     assert (tmp_path / "figures" / "generative.png").stat().st_size > 0
     assert "generative" in (tmp_path / "metrics.json").read_text()
-    assert "## The MAE's decoder" in (tmp_path / "report.md").read_text()
+    text = (tmp_path / "report.md").read_text()
+    assert "## The MAE's decoder" in text
+    assert f"both sisters' are in {truth['these_cherries']:.0%} of these cherries" in text
 
 
 def test_generative_scores_read_the_truth_only_to_score(world):

@@ -29,7 +29,10 @@ instances it generates (:meth:`~evosim.meta.MetaResult.generate`) and the parent
 estimate of MMD^2, Gretton et al. 2012). Against each sister's own AE and against the
 average of the sisters' aligned weights (one sister's hidden units permuted to match the
 other's, then averaged); these generate by decoding Gaussian codes fitted to their codes of
-the sisters' instances.
+the sisters' instances. Beside them, a yardstick from the truth: how often the midpoint of
+the sisters' true traits is nearer the parent's true traits than both sisters' are, on
+these cherries and in expectation under Brownian motion
+(:mod:`evosim.analysis.midpoint_bound`).
 
 *A line through the latent space* (``circles``): AEs decoded along the latents' first
 principal axis generate circles; their radii should change monotonically along it.
@@ -44,6 +47,7 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
+from evosim.analysis.midpoint_bound import brownian_midpoint_wins, midpoint_wins
 from evosim.seeding import rng as make_rng
 
 __all__ = [
@@ -468,6 +472,12 @@ def ancestor_scores(
 
     best_sister_mse = [min(r["mse_a"], r["mse_b"]) for r in rows]
     best_sister_mmd = [min(r["mmd_a"], r["mmd_b"]) for r in rows]
+    tr = sim.traits
+    true_wins = midpoint_wins(
+        np.stack([tr[p] for _, _, p in pairs]),
+        np.stack([tr[a] for a, _, _ in pairs]),
+        np.stack([tr[b] for _, b, _ in pairs]),
+    )
     out: dict[str, Any] = {
         "cherries": len(rows),
         "mse": {
@@ -485,6 +495,11 @@ def ancestor_scores(
         "midpoint_beats_both_sisters": {
             "mse": frac("mse_midpoint", ["mse_a", "mse_b"]),
             "mmd2": frac("mmd_midpoint", ["mmd_a", "mmd_b"]),
+        },
+        # yardsticks: how often the midpoint of the sisters' true traits itself wins
+        "true_traits_midpoint_beats_both_sisters": {
+            "these_cherries": float(np.mean(true_wins)),
+            "brownian_expectation": brownian_midpoint_wins(len(tr[pairs[0][2]])),
         },
     }
     with_avg = [r for r in rows if "mse_average" in r]
@@ -680,6 +695,17 @@ def generative_markdown(summary: dict[str, Any]) -> list[str]:
             f"{beats['mmd2']:.0%} by MMD.",
             "",
         ]
+        bound = anc.get("true_traits_midpoint_beats_both_sisters")
+        if bound:
+            lines += [
+                "For scale: the midpoint of the sisters' true traits is nearer the parent's "
+                f"true traits than both sisters' are in {bound['these_cherries']:.0%} of these "
+                "cherries (under Brownian motion with this many traits, "
+                f"{bound['brownian_expectation']:.0%} of cherries in expectation). The parent "
+                "is not at its daughters' midpoint, so a midpoint ancestor, however well "
+                "decoded, cannot be expected to win much more often than that.",
+                "",
+            ]
     line = summary.get("latent_line")
     if line:
         lines += [
