@@ -11,11 +11,12 @@ on shared probes (:mod:`evosim.meta.behaviour`). The loss is
   does, in units of the member's own reconstruction error;
 * the KL between the decoded AE's code distribution on the region inputs and the one the
   decoder predicts (what :meth:`~evosim.meta.MetaResult.generate` samples);
-* optional: the prior's KL (``variational``), ``distance_weight`` times a stress that keeps
-  code distances like representation distances (or, with ``distance_target: behaviour``,
-  like energy distances between where the members' AEs send the probes:
-  :func:`~evosim.meta.behaviour.behaviour_features`; with ``both``, like the two at once),
-  ``contrastive_weight`` times NT-Xent over replicates.
+* ``distance_weight`` times a stress that keeps code distances like the energy distances
+  between where the members' AEs send the probes (``distance_target: behaviour``, the
+  default: :func:`~evosim.meta.behaviour.behaviour_features`), like representation
+  distances (``representation``), or like the two at once (``both``);
+* optional: the prior's KL (``variational``), ``contrastive_weight`` times NT-Xent over
+  replicates.
 
 With ``prior: archetypal`` the MAE is a Deep Archetypal Analysis (Keller et al. 2021;
 :mod:`evosim.meta.archetypal`): the encoder's A head gives each member simplex weights on
