@@ -462,7 +462,7 @@ class MetaConfig(_Section):
         ge=0,
         description="weight of the term that keeps pairwise distances of the codes like "
         "meta.distance_target's (0: off). The default holds the codes to the target's "
-        "distances: weights of 1-10 hardly move them beside the behaviour loss",
+        "distances; at 1 the term barely moves them beside the behaviour loss",
     )
     distance_target: Literal["representation", "behaviour", "both"] = Field(
         "behaviour",
