@@ -316,6 +316,13 @@ def test_kill_during_training_then_resume_gives_the_same_results(tmp_path):
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
 
 
+def _default_sigint() -> None:
+    # A shell without job control starts background jobs with SIGINT ignored, and a Python
+    # started so never raises KeyboardInterrupt: give the run the default handling, as a
+    # terminal would, whatever started the tests.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_run(scenario_path: Path, out: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
@@ -324,6 +331,7 @@ def _start_run(scenario_path: Path, out: Path) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
 
 
