@@ -53,15 +53,15 @@ sys.path.insert(0, str(ROOT))
 
 import evosim  # noqa: E402
 from evosim.analysis.generative import (  # noqa: E402
-    MAX_CHERRIES,
     MMD_INSTANCES,
     _ae_generate,
     _member_spec_params,
     _mse,
     _reconstruct_one,
     _sub,
-    cherries,
+    median_bandwidth,
     mmd2,
+    scored_cherries,
 )
 from evosim.analysis.midpoint_bound import brownian_midpoint_wins, midpoint_wins  # noqa: E402
 from evosim.scenario import Scenario, load_scenario  # noqa: E402
@@ -79,22 +79,11 @@ def world(name: str, seed: int) -> Scenario:
     return Scenario.model_validate(data)
 
 
-def _pairs(sim: evosim.Simulation, seed: int) -> list[tuple[str, str, str]]:
-    """The cherries evosim's generative scores use (the same seeded sample when too many)."""
-    pairs = cherries(sim)
-    if len(pairs) > MAX_CHERRIES:
-        keep = make_rng(seed, "generative", "cherries").choice(
-            len(pairs), MAX_CHERRIES, replace=False
-        )
-        pairs = [pairs[i] for i in sorted(keep)]
-    return pairs
-
-
 def measure(name: str, seed: int) -> dict:
     """Per-cherry wins of the trait midpoint and of the oracle midpoint AE, one world."""
     sc = world(name, seed)
     sim = evosim.simulate(sc)
-    pairs = _pairs(sim, seed)
+    pairs = scored_cherries(sim, seed)
     tr = sim.traits
     trait_win = midpoint_wins(*(np.stack([tr[c[i]] for c in pairs]) for i in (2, 0, 1)))
     row = {
@@ -124,8 +113,7 @@ def measure(name: str, seed: int) -> dict:
         g = make_rng(seed, "generative", "ancestor", parent)
         xp = np.asarray(sim.instances_of(parent), dtype=np.float32)
         xps = _sub(xp, g)
-        dp = torch.cdist(torch.as_tensor(xps, dtype=torch.float64), torch.as_tensor(xps).double())
-        bw = float(dp[np.triu_indices(len(xps), 1)].median()) or 1.0
+        bw = median_bandwidth(xps)
         score = {}
         for key, bk, member, own in (
             ("a", bank, index[a] * r, inst[pos[a]]),

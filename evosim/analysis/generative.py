@@ -59,9 +59,11 @@ __all__ = [
     "generative_markdown",
     "generative_scores",
     "latent_line",
+    "median_bandwidth",
     "member_reconstruct",
     "mmd2",
     "ridge_cv_r2",
+    "scored_cherries",
     "trait_recovery",
 ]
 
@@ -363,6 +365,18 @@ def cherries(sim: Any) -> list[tuple[str, str, str]]:
     return sorted(out)
 
 
+def scored_cherries(sim: Any, seed: int) -> list[tuple[str, str, str]]:
+    """The cherries the ancestor scores use: all of :func:`cherries`, or a seeded sample of
+    :data:`MAX_CHERRIES` of them when there are more."""
+    pairs = cherries(sim)
+    if len(pairs) > MAX_CHERRIES:
+        keep = make_rng(seed, "generative", "cherries").choice(
+            len(pairs), MAX_CHERRIES, replace=False
+        )
+        pairs = [pairs[i] for i in sorted(keep)]
+    return pairs
+
+
 def mmd2(x: np.ndarray, y: np.ndarray, bandwidth: float) -> float:
     """Unbiased MMD^2 between samples ``x [n, D]`` and ``y [m, D]``, Gaussian kernel."""
     xt = torch.as_tensor(np.asarray(x, dtype=np.float64))
@@ -377,6 +391,14 @@ def mmd2(x: np.ndarray, y: np.ndarray, bandwidth: float) -> float:
     sxx = (kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1))
     syy = (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
     return float(sxx + syy - 2.0 * kxy.mean())
+
+
+def median_bandwidth(x: np.ndarray) -> float:
+    """The MMD kernel's bandwidth for a sample ``x [n, D]``: its median pairwise distance
+    (1 if that is 0)."""
+    xt = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    d = torch.cdist(xt, xt)
+    return float(d[np.triu_indices(len(xt), 1)].median()) or 1.0
 
 
 def _sub(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -418,14 +440,9 @@ def ancestor_scores(
     """Midpoint-decoded ancestors of every cherry, scored on the true parent (module docstring)."""
     from evosim.meta.representation import align_params
 
-    pairs = cherries(sim)
+    pairs = scored_cherries(sim, seed)
     if not pairs:
         return {"not_applicable": "the true tree has no cherry"}, {}
-    if len(pairs) > MAX_CHERRIES:
-        keep = make_rng(seed, "generative", "cherries").choice(
-            len(pairs), MAX_CHERRIES, replace=False
-        )
-        pairs = [pairs[i] for i in sorted(keep)]
     index = {s: i for i, s in enumerate(bank.species)}
     pos = {s: i for i, s in enumerate(sim.species)}
     inst = np.asarray(sim.instances, dtype=np.float32)
@@ -440,10 +457,7 @@ def ancestor_scores(
         xp = np.asarray(sim.instances_of(parent), dtype=np.float32)
         xa, xb = inst[pos[a]], inst[pos[b]]
         xps = _sub(xp, g)
-        dp = torch.cdist(
-            torch.as_tensor(xps, dtype=torch.float64), torch.as_tensor(xps, dtype=torch.float64)
-        )
-        bw = float(dp[np.triu_indices(len(xps), 1)].median()) or 1.0
+        bw = median_bandwidth(xps)
         row: dict[str, Any] = {"a": a, "b": b, "parent": parent}
         row["mse_midpoint"] = float(_mse(dec.reconstruct(xp, c), xp))
         row["mmd_midpoint"] = mmd2(generated[c], xps, bw)
