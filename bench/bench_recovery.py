@@ -159,6 +159,10 @@ GENERATIVE = (
     ("midpoint beats sisters (MMD)", ("ancestors", "midpoint_beats_both_sisters", "mmd2")),
     ("midpoint MSE / best sister", None),
     (
+        "midpoint beats decoded sisters (MSE)",
+        ("ancestors", "midpoint_beats_both_decoded_sisters", "mse"),
+    ),
+    (
         "true-trait midpoint beats sisters",
         ("ancestors", "true_traits_midpoint_beats_both_sisters", "these_cherries"),
     ),

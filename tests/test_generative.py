@@ -165,6 +165,21 @@ def test_generative_section_end_to_end(world, tmp_path):
     ]
     assert truth["these_cherries"] == pytest.approx(np.mean(wins))
     assert truth["brownian_expectation"] == brownian_midpoint_wins(sc.traits.dim)
+    # against the sisters' decoded AEs: each cherry's three codes decoded here, one at a time
+    z = {s: meta.latents[i] for i, s in enumerate(bank.species)}
+
+    def mse_on(code: np.ndarray, x: np.ndarray) -> float:
+        return float(np.mean((meta.decode(code[None]).reconstruct(x, 0) - x) ** 2))
+
+    decoded_wins, best_decoded = [], []
+    for a, b, p in cherries(sim):
+        xp = np.asarray(sim.instances_of(p), dtype=np.float32)
+        sisters = [mse_on(z[a], xp), mse_on(z[b], xp)]
+        decoded_wins.append(mse_on((z[a] + z[b]) / 2, xp) < min(sisters))
+        best_decoded.append(min(sisters))
+    assert anc["midpoint_beats_both_decoded_sisters"]["mse"] == pytest.approx(np.mean(decoded_wins))
+    assert anc["mse"]["best_decoded_sister"] == pytest.approx(np.mean(best_decoded), rel=1e-4)
+    assert 0 <= anc["midpoint_beats_both_decoded_sisters"]["mmd2"] <= 1
     report.write(tmp_path)
     draw_figures(report, tmp_path / "figures")
     assert (tmp_path / "figures" / "generative.png").stat().st_size > 0
@@ -172,6 +187,8 @@ def test_generative_section_end_to_end(world, tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "## The MAE's decoder" in text
     assert f"both sisters' are in {truth['these_cherries']:.0%} of these cherries" in text
+    decoded = anc["midpoint_beats_both_decoded_sisters"]
+    assert f"it wins in {decoded['mse']:.0%} of cherries by MSE" in text
 
 
 def test_generative_scores_read_the_truth_only_to_score(world):
