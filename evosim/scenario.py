@@ -427,7 +427,9 @@ class MetaConfig(_Section):
     )
     decoder_hidden: list[int] = Field(
         default_factory=lambda: [64],
-        description="hidden widths of the hypernetwork that writes a decoded AE's parameters",
+        description="hidden widths of the hypernetwork that writes a decoded AE's parameters. "
+        "Wider or deeper did not decode the species closer at 128 or 4,096 species "
+        "([256], [1024], [128, 128] tried)",
     )
     decode_architecture: DecodeArchitecture | None = Field(
         None,

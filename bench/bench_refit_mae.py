@@ -1,0 +1,151 @@
+"""Refit the MAE on a finished run's AE bank with other settings, and score each refit.
+
+An ``evosim run`` on thousands of species spends minutes simulating and training before
+the MAE sees its bank. To ask what limits the MAE at that size (its decoder's width or
+depth, its steps, its code noise, its distance term), this script refits only the MAE on
+the run's saved bank, once per settings given, and scores each refit as the run scores
+its MAE:
+
+``fit s``
+    MAE fitting time (its steps run on one thread).
+``loss``
+    Final behaviour loss on the fitted species.
+``fitted ratio``
+    Median over species of the decoded AE's reconstruction MSE on the species' validation
+    instances over the species' own AE's (``generative.fidelity.train.median``).
+``nRF``
+    Normalised Robinson-Foulds distance of the NJ tree of the codes to the true tree.
+``midpoint wins``, ``midpoint / better sister``
+    The interpolated ancestors (``generative.ancestors``): the share of the run's scored
+    cherries where the AE decoded at the sisters' midpoint beats both sisters on the true
+    parent's instances, and its mean MSE over the better sister's; and the share where it
+    beats both sisters' decoded AEs (their own codes through the same decoder), which
+    leaves the decoder's error out.
+
+The first row refits with the run's own settings, which reproduces the run's figures.
+Each ``--set`` is one refit (one row); several fields of one refit are separated by
+``;``. Held-out decoding is not refitted (it costs one more fit per row). Quality
+figures, and the fitting time of one fit at a time: run it alone for the times.
+
+    python bench/bench_refit_mae.py runs/large --set decoder_hidden=[256] \
+        --set decoder_hidden=[128,128] --set "code_noise=0;steps=4000"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import evosim  # noqa: E402
+from evosim.analysis.generative import (  # noqa: E402
+    _decoded_mse,
+    _own_mse,
+    ancestor_scores,
+    heldout_instances,
+)
+from evosim.analysis.metrics import euclidean, infer_tree, score_tree  # noqa: E402
+from evosim.meta import fit_meta_autoencoder  # noqa: E402
+from evosim.scenario import load_scenario  # noqa: E402
+from evosim.simulation import load_simulation  # noqa: E402
+from evosim.train import load_bank  # noqa: E402
+
+
+def parse_settings(items: list[str]) -> dict[str, object]:
+    """``["field=value", ...]``, the settings of one refit -> ``{field: value}``."""
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set wants field=value (a meta field), got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def refit_row(run: Path, overrides: dict[str, object]) -> dict[str, object]:
+    """Refit the MAE of ``run`` with ``overrides`` of its ``meta:`` section, and score it."""
+    sim = load_simulation(run)
+    bank = load_bank(run / "aes.pt")
+    scenario = load_scenario(run / "scenario.yaml")
+    try:
+        config = scenario.meta.model_validate({**scenario.meta.model_dump(), **overrides})
+    except ValidationError as exc:
+        raise SystemExit(f"--set {overrides}: {exc.errors()[0]['msg']}") from None
+    held, _ = heldout_instances(sim, bank)
+    own = _own_mse(bank, held)
+    t0 = time.perf_counter()
+    meta = fit_meta_autoencoder(bank, config, progress=False)
+    fit_s = time.perf_counter() - t0
+    ratio = _decoded_mse(meta, meta.latents, held) / own
+    anc, _ = ancestor_scores(sim, bank, meta, seed=scenario.seed)
+    tree = infer_tree(euclidean(meta.latents), list(meta.species), "nj")
+    nrf = score_tree(tree, sim.extant_tree(), rooted=False)["nrf"]
+    return {
+        "settings": overrides or "as run",
+        "fit_s": fit_s,
+        "loss": float(meta.info["final_train_loss"]),
+        "fitted_ratio": float(np.median(ratio)),
+        "nrf": float(nrf),
+        "midpoint_wins": float(anc["midpoint_beats_both_sisters"]["mse"]),
+        "midpoint_over_better_sister": float(anc["mse"]["midpoint"] / anc["mse"]["best_sister"]),
+        "midpoint_wins_decoded": float(anc["midpoint_beats_both_decoded_sisters"]["mse"]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a finished evosim run directory")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE[;FIELD=VALUE]",
+        help="one refit with these meta fields changed (repeatable: one row each)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the rows to this file")
+    args = parser.parse_args()
+    if not (args.run / "aes.pt").is_file() or not (args.run / "scenario.yaml").is_file():
+        raise SystemExit(f"{args.run}: not a finished evosim run (no aes.pt or scenario.yaml)")
+    torch.set_num_threads(1)
+    print(
+        f"# bench_refit_mae: {platform.machine()}, torch {torch.__version__}, "
+        f"evosim {evosim.__version__}, run {args.run}"
+    )
+    settings = [{}] + [parse_settings(s.split(";")) for s in args.set]
+    rows = []
+    print(
+        "\n| settings | fit s | loss | fitted ratio | nRF | midpoint wins "
+        "| midpoint / better sister | midpoint wins, decoded sisters |"
+        "\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    )
+    for overrides in settings:
+        row = refit_row(args.run, overrides)
+        rows.append(row)
+        shown = row["settings"] if isinstance(row["settings"], str) else json.dumps(overrides)
+        print(
+            f"| {shown} | {row['fit_s']:.0f} | {row['loss']:.3f} | {row['fitted_ratio']:.2f} "
+            f"| {row['nrf']:.3f} | {row['midpoint_wins']:.0%} "
+            f"| {row['midpoint_over_better_sister']:.2f} | {row['midpoint_wins_decoded']:.0%} |",
+            flush=True,
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
