@@ -30,12 +30,11 @@ estimate of MMD^2, Gretton et al. 2012). Against each sister's own AE and agains
 average of the sisters' aligned weights (one sister's hidden units permuted to match the
 other's, then averaged); these generate by decoding Gaussian codes fitted to their codes of
 the sisters' instances. And against each sister's decoded AE (its own code through the same
-decoder, generating as the midpoint does): this comparison leaves out the decoder's error,
-which both sides share, and so scores where the midpoint lies in the latent space.
-Beside them, a yardstick from the truth: how often the midpoint of
-the sisters' true traits is nearer the parent's true traits than both sisters' are, on
-these cherries and in expectation under Brownian motion
-(:mod:`evosim.analysis.midpoint_bound`).
+decoder, generating as the midpoint does): the decoder's error is then on both sides, so
+this comparison scores where the midpoint lies in the latent space. Beside them, a
+yardstick from the truth: how often the midpoint of the sisters' true traits is nearer the
+parent's true traits than both sisters' are, on these cherries and in expectation under
+Brownian motion (:mod:`evosim.analysis.midpoint_bound`).
 
 *A line through the latent space* (``circles``): AEs decoded along the latents' first
 principal axis generate circles; their radii should change monotonically along it.
@@ -727,7 +726,8 @@ def generative_markdown(summary: dict[str, Any]) -> list[str]:
             ("average_weights", "average of sisters' aligned weights"),
             ("best_decoded_sister", "better sister's decoded AE"),
         ):
-            lines.append(f"| {label} | {_f(anc['mse'][key])} | {_f(anc['mmd2'][key])} |")
+            if key in anc["mse"]:  # an older run's scores lack the decoded sisters
+                lines.append(f"| {label} | {_f(anc['mse'][key])} | {_f(anc['mmd2'][key])} |")
         lines += [
             "",
             f"The midpoint beats both sisters in {beats['mse']:.0%} of cherries by MSE and "
