@@ -10,8 +10,10 @@ import pytest
 from evosim.analysis import analyse
 from evosim.analysis.generative import (
     RIDGE_ALPHAS,
+    ancestor_scores,
     cherries,
     classical_mds,
+    generative_markdown,
     mmd2,
     ridge_cv_r2,
 )
@@ -266,3 +268,19 @@ def test_large_worlds_hold_out_and_score_traits_on_seeded_samples(world, monkeyp
     text = "\n".join(gen_module.generative_markdown(summary))
     assert "one refit, a sample of 2 species" in text
     assert "on a seeded sample of 6 species" in text
+
+
+def test_report_of_scores_from_before_the_decoded_sisters(world):
+    # a run scored by an earlier evosim has no decoded-sister figures: its report still
+    # renders, without them
+    sc, sim, bank, meta = world
+    anc, _ = ancestor_scores(sim, bank, meta, seed=sc.seed)
+    old = {**anc, "mse": dict(anc["mse"]), "mmd2": dict(anc["mmd2"])}
+    for table in ("mse", "mmd2"):
+        del old[table]["best_decoded_sister"]
+    del old["midpoint_beats_both_decoded_sisters"]
+    text = "\n".join(generative_markdown({"ancestors": old}))
+    assert "decoded midpoint" in text
+    assert "decoded AE" not in text
+    full = "\n".join(generative_markdown({"ancestors": anc}))
+    assert "better sister's decoded AE" in full
