@@ -61,9 +61,9 @@ from evosim.analysis.generative import (  # noqa: E402
 )
 from evosim.analysis.metrics import euclidean, infer_tree, score_tree  # noqa: E402
 from evosim.meta import fit_meta_autoencoder  # noqa: E402
-from evosim.scenario import load_scenario  # noqa: E402
-from evosim.simulation import load_simulation  # noqa: E402
-from evosim.train import load_bank  # noqa: E402
+from evosim.scenario import MetaConfig, load_scenario  # noqa: E402
+from evosim.simulation import Simulation, load_simulation  # noqa: E402
+from evosim.train import AEBank, load_bank  # noqa: E402
 
 
 def parse_settings(items: list[str]) -> dict[str, object]:
@@ -77,26 +77,28 @@ def parse_settings(items: list[str]) -> dict[str, object]:
     return out
 
 
-def refit_row(run: Path, overrides: dict[str, object]) -> dict[str, object]:
-    """Refit the MAE of ``run`` with ``overrides`` of its ``meta:`` section, and score it."""
-    sim = load_simulation(run)
-    bank = load_bank(run / "aes.pt")
-    scenario = load_scenario(run / "scenario.yaml")
+def meta_config(meta: MetaConfig, overrides: dict[str, object]) -> MetaConfig:
+    """The run's ``meta:`` section with ``overrides``, validated as a scenario's would be."""
     try:
-        config = scenario.meta.model_validate({**scenario.meta.model_dump(), **overrides})
+        return meta.model_validate({**meta.model_dump(), **overrides})
     except ValidationError as exc:
-        raise SystemExit(f"--set {overrides}: {exc.errors()[0]['msg']}") from None
+        err = exc.errors()[0]
+        field = ".".join(str(part) for part in err["loc"]) or "meta"
+        raise SystemExit(f"--set meta.{field}: {err['msg']}") from None
+
+
+def refit_row(sim: Simulation, bank: AEBank, config: MetaConfig, seed: int) -> dict[str, object]:
+    """Refit the MAE on ``bank`` with ``config``, and score it as a run scores its MAE."""
     held, _ = heldout_instances(sim, bank)
     own = _own_mse(bank, held)
     t0 = time.perf_counter()
     meta = fit_meta_autoencoder(bank, config, progress=False)
     fit_s = time.perf_counter() - t0
     ratio = _decoded_mse(meta, meta.latents, held) / own
-    anc, _ = ancestor_scores(sim, bank, meta, seed=scenario.seed)
+    anc, _ = ancestor_scores(sim, bank, meta, seed=seed)
     tree = infer_tree(euclidean(meta.latents), list(meta.species), "nj")
     nrf = score_tree(tree, sim.extant_tree(), rooted=False)["nrf"]
     return {
-        "settings": overrides or "as run",
         "fit_s": fit_s,
         "loss": float(meta.info["final_train_loss"]),
         "fitted_ratio": float(np.median(ratio)),
@@ -126,17 +128,21 @@ def main() -> None:
         f"# bench_refit_mae: {platform.machine()}, torch {torch.__version__}, "
         f"evosim {evosim.__version__}, run {args.run}"
     )
+    scenario = load_scenario(args.run / "scenario.yaml")
     settings = [{}] + [parse_settings(s.split(";")) for s in args.set]
+    configs = [meta_config(scenario.meta, overrides) for overrides in settings]
+    sim = load_simulation(args.run)
+    bank = load_bank(args.run / "aes.pt")
     rows = []
     print(
         "\n| settings | fit s | loss | fitted ratio | nRF | midpoint wins "
         "| midpoint / better sister | midpoint wins, decoded sisters |"
         "\n|---|---:|---:|---:|---:|---:|---:|---:|"
     )
-    for overrides in settings:
-        row = refit_row(args.run, overrides)
+    for overrides, config in zip(settings, configs):
+        row = {"settings": overrides or "as run", **refit_row(sim, bank, config, scenario.seed)}
         rows.append(row)
-        shown = row["settings"] if isinstance(row["settings"], str) else json.dumps(overrides)
+        shown = json.dumps(overrides) if overrides else "as run"
         print(
             f"| {shown} | {row['fit_s']:.0f} | {row['loss']:.3f} | {row['fitted_ratio']:.2f} "
             f"| {row['nrf']:.3f} | {row['midpoint_wins']:.0%} "
