@@ -450,17 +450,14 @@ def ancestor_scores(
     inst = np.asarray(sim.instances, dtype=np.float32)
     r = int(bank.replicates)
     rows = []
-    mids = np.stack([(meta.latents[index[a]] + meta.latents[index[b]]) / 2 for a, b, _ in pairs])
+    first = np.stack([meta.latents[index[a]] for a, _, _ in pairs])
+    second = np.stack([meta.latents[index[b]] for _, b, _ in pairs])
+    mids = (first + second) / 2
     n_gen = MMD_INSTANCES
     generated = meta.generate(mids, n_gen, seed=seed)
     dec = meta.decode(mids)
     # the sisters' own codes, decoded: rows [0, P) the first sisters, [P, 2P) the second
-    sisters = np.concatenate(
-        [
-            np.stack([meta.latents[index[a]] for a, _, _ in pairs]),
-            np.stack([meta.latents[index[b]] for _, b, _ in pairs]),
-        ]
-    )
+    sisters = np.concatenate([first, second])
     sisters_generated = meta.generate(sisters, n_gen, seed=seed)
     sisters_dec = meta.decode(sisters)
     for c, (a, b, parent) in enumerate(pairs):
@@ -501,8 +498,6 @@ def ancestor_scores(
     def mean_min(prefix: str) -> float:
         return float(np.mean([min(r[f"{prefix}_a"], r[f"{prefix}_b"]) for r in rows]))
 
-    best_sister_mse = [min(r["mse_a"], r["mse_b"]) for r in rows]
-    best_sister_mmd = [min(r["mmd_a"], r["mmd_b"]) for r in rows]
     tr = sim.traits
     true_wins = midpoint_wins(
         np.stack([tr[p] for _, _, p in pairs]),
@@ -513,14 +508,14 @@ def ancestor_scores(
         "cherries": len(rows),
         "mse": {
             "midpoint": mean("mse_midpoint"),
-            "best_sister": float(np.mean(best_sister_mse)),
+            "best_sister": mean_min("mse"),
             "mean_sister": float(np.mean([(r["mse_a"] + r["mse_b"]) / 2 for r in rows])),
             "average_weights": mean("mse_average"),
             "best_decoded_sister": mean_min("mse_decoded"),
         },
         "mmd2": {
             "midpoint": mean("mmd_midpoint"),
-            "best_sister": float(np.mean(best_sister_mmd)),
+            "best_sister": mean_min("mmd"),
             "mean_sister": float(np.mean([(r["mmd_a"] + r["mmd_b"]) / 2 for r in rows])),
             "average_weights": mean("mmd_average"),
             "best_decoded_sister": mean_min("mmd_decoded"),
