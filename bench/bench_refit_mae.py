@@ -21,14 +21,21 @@ its MAE:
     parent's instances, and its mean MSE over the better sister's; and the share where it
     beats both sisters' decoded AEs (their own codes through the same decoder), which
     leaves the decoder's error out.
+``held out``, ``nearest``, ``held out < nearest`` (with ``--heldout``)
+    Held-out decoding as the run scores it (``generative.fidelity.heldout``): the MAE is
+    refitted once more per row without some species (a seeded quarter, or 256 above 256
+    species), and the median ratio of the AEs decoded at their codes, the median ratio of
+    the nearest fitted species' own AE, and the share of held-out species whose decoded
+    AE beats that nearest AE are printed.
 
 The first row refits with the run's own settings, which reproduces the run's figures.
 Each ``--set`` is one refit (one row); several fields of one refit are separated by
-``;``. Held-out decoding is not refitted (it costs one more fit per row). Quality
-figures, and the fitting time of one fit at a time: run it alone for the times.
+``;``. Held-out decoding costs one more fit per row (several, below 256 species), so it
+is scored only with ``--heldout``. Quality figures, and the fitting time of one fit at a
+time: run it alone for the times.
 
     python bench/bench_refit_mae.py runs/large --set decoder_hidden=[256] \
-        --set decoder_hidden=[128,128] --set "code_noise=0;steps=4000"
+        --set decoder_hidden=[128,128] --set "code_noise=0;steps=4000" --heldout
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ from evosim.analysis.generative import (  # noqa: E402
     _decoded_mse,
     _own_mse,
     ancestor_scores,
+    fidelity_scores,
     heldout_instances,
 )
 from evosim.analysis.metrics import euclidean, infer_tree, score_tree  # noqa: E402
@@ -87,8 +95,17 @@ def meta_config(meta: MetaConfig, overrides: dict[str, object]) -> MetaConfig:
         raise SystemExit(f"--set meta.{field}: {err['msg']}") from None
 
 
-def refit_row(sim: Simulation, bank: AEBank, config: MetaConfig, seed: int) -> dict[str, object]:
-    """Refit the MAE on ``bank`` with ``config``, and score it as a run scores its MAE."""
+def refit_row(
+    sim: Simulation,
+    bank: AEBank,
+    config: MetaConfig,
+    seed: int,
+    heldout_folds: int | None = None,
+) -> dict[str, object]:
+    """Refit the MAE on ``bank`` with ``config``, and score it as a run scores its MAE.
+
+    With ``heldout_folds``, held-out decoding is scored too (more refits, as a run does).
+    """
     held, _ = heldout_instances(sim, bank)
     own = _own_mse(bank, held)
     t0 = time.perf_counter()
@@ -98,7 +115,7 @@ def refit_row(sim: Simulation, bank: AEBank, config: MetaConfig, seed: int) -> d
     anc, _ = ancestor_scores(sim, bank, meta, seed=seed)
     tree = infer_tree(euclidean(meta.latents), list(meta.species), "nj")
     nrf = score_tree(tree, sim.extant_tree(), rooted=False)["nrf"]
-    return {
+    row: dict[str, object] = {
         "fit_s": fit_s,
         "loss": float(meta.info["final_train_loss"]),
         "fitted_ratio": float(np.median(ratio)),
@@ -107,6 +124,15 @@ def refit_row(sim: Simulation, bank: AEBank, config: MetaConfig, seed: int) -> d
         "midpoint_over_better_sister": float(anc["mse"]["midpoint"] / anc["mse"]["best_sister"]),
         "midpoint_wins_decoded": float(anc["midpoint_beats_both_decoded_sisters"]["mse"]),
     }
+    if heldout_folds is not None:
+        fidelity, _ = fidelity_scores(sim, bank, meta, folds=heldout_folds, seed=seed)
+        held_out = fidelity["heldout"]
+        if "not_applicable" in held_out:
+            raise SystemExit(f"--heldout: {held_out['not_applicable']}")
+        row["heldout_ratio"] = float(held_out["mae"]["median"])
+        row["nearest_ratio"] = float(held_out["nearest_training_ae"]["median"])
+        row["heldout_below_nearest"] = float(held_out["mae_below_nearest"])
+    return row
 
 
 def main() -> None:
@@ -118,6 +144,11 @@ def main() -> None:
         default=[],
         metavar="FIELD=VALUE[;FIELD=VALUE]",
         help="one refit with these meta fields changed (repeatable: one row each)",
+    )
+    parser.add_argument(
+        "--heldout",
+        action="store_true",
+        help="also score held-out decoding (one more refit per row, several below 256 species)",
     )
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
     args = parser.parse_args()
@@ -133,22 +164,33 @@ def main() -> None:
     configs = [meta_config(scenario.meta, overrides) for overrides in settings]
     sim = load_simulation(args.run)
     bank = load_bank(args.run / "aes.pt")
+    folds = scenario.analysis.generative_folds if args.heldout else None
     rows = []
-    print(
-        "\n| settings | fit s | loss | fitted ratio | nRF | midpoint wins "
+    header = (
+        "| settings | fit s | loss | fitted ratio | nRF | midpoint wins "
         "| midpoint / better sister | midpoint wins, decoded sisters |"
-        "\n|---|---:|---:|---:|---:|---:|---:|---:|"
     )
+    if args.heldout:
+        header += " held out | nearest | held out < nearest |"
+    print(f"\n{header}\n|---|" + "---:|" * (header.count("|") - 2))
     for overrides, config in zip(settings, configs):
-        row = {"settings": overrides or "as run", **refit_row(sim, bank, config, scenario.seed)}
+        row = {
+            "settings": overrides or "as run",
+            **refit_row(sim, bank, config, scenario.seed, heldout_folds=folds),
+        }
         rows.append(row)
         shown = json.dumps(overrides) if overrides else "as run"
-        print(
+        line = (
             f"| {shown} | {row['fit_s']:.0f} | {row['loss']:.3f} | {row['fitted_ratio']:.2f} "
             f"| {row['nrf']:.3f} | {row['midpoint_wins']:.0%} "
-            f"| {row['midpoint_over_better_sister']:.2f} | {row['midpoint_wins_decoded']:.0%} |",
-            flush=True,
+            f"| {row['midpoint_over_better_sister']:.2f} | {row['midpoint_wins_decoded']:.0%} |"
         )
+        if args.heldout:
+            line += (
+                f" {row['heldout_ratio']:.2f} | {row['nearest_ratio']:.2f} "
+                f"| {row['heldout_below_nearest']:.0%} |"
+            )
+        print(line, flush=True)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

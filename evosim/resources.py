@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 NODE_BYTES = 1_200
 #: Square [S, S] float64 matrices alive at once in the analysis (method and baseline
 #: distances, true distances, tree inference and Mantel working copies, for the
-#: ``SCORING_THREADS`` methods scored at once). Measured peak at 10,000 species: 17.2 GiB.
+#: ``SCORING_THREADS`` methods scored at once). Measured peak at 10,000 species: 17.7 GiB.
 ANALYSIS_MATRICES = 22
 #: The interpreter with torch, numpy and matplotlib loaded, before any data.
 PROCESS_BYTES = 800 << 20

@@ -417,10 +417,12 @@ class MetaConfig(_Section):
         600,
         ge=1,
         description="passes over the members (a step is a minibatch of at most 64 members); "
-        "above 256 members the passes shrink as 256 / members (at least 100), so fitting "
-        "time grows in proportion to the members. Twice the default decodes the fitted "
-        "species' AEs more closely (median MSE ratio 1.14 against 1.33 on quickstart), but "
-        "not species left out of the fit, at twice the time",
+        "above 256 members the passes shrink as 256 / members, so the optimiser takes as "
+        "many steps as at 256 members and fitting time hardly grows with the species. Twice "
+        "the default decodes the fitted species' AEs more closely (median MSE ratio 1.14 "
+        "against 1.33 on quickstart), but not species left out of the fit, at twice the "
+        "time. From 4,096 species on, twice the steps decode both 11-20% more closely, "
+        "for about twice the fitting time",
     )
     hidden: list[int] = Field(
         default_factory=lambda: [128], description="hidden widths of the MAE's encoder"
