@@ -165,6 +165,8 @@ def main() -> None:
     sim = load_simulation(args.run)
     bank = load_bank(args.run / "aes.pt")
     folds = scenario.analysis.generative_folds if args.heldout else None
+    if folds is not None and min(folds, len(bank.species) // 2) < 2:
+        raise SystemExit("--heldout: fewer than 2 folds of species in this run")
     rows = []
     header = (
         "| settings | fit s | loss | fitted ratio | nRF | midpoint wins "
