@@ -470,7 +470,7 @@ def passes(steps: int, members: int) -> int:
     user who wants that can raise ``meta.steps``. Twice the steps also decode held-out
     species 11-13% more closely at 4,096-10,000 species, with the same trees (session 14);
     the rule stays, because at 10,000 species the fit and its held-out refit would then
-    take the end-to-end run past 30 minutes on a 2-core CPU.
+    take the end-to-end run to 30 minutes or more on a 2-core CPU.
     """
     if members <= FULL_PASSES_UP_TO:
         return steps
