@@ -421,7 +421,7 @@ class MetaConfig(_Section):
         "many steps as at 256 members and fitting time hardly grows with the species. Twice "
         "the default decodes the fitted species' AEs more closely (median MSE ratio 1.14 "
         "against 1.33 on quickstart), but not species left out of the fit, at twice the "
-        "time. At 4,096 and 10,000 species twice the steps decode both 11-20% more closely, "
+        "time. At 1,024-10,000 species twice the steps decode both 11-27% more closely, "
         "for about twice the fitting time",
     )
     hidden: list[int] = Field(

@@ -468,7 +468,7 @@ def passes(steps: int, members: int) -> int:
     with the species. Measured at 10,000 species (bench/RESULTS.md): 4x as many steps
     lowered the final behaviour loss from 0.296 to 0.230 and nRF from 0.703 to 0.684; a
     user who wants that can raise ``meta.steps``. Twice the steps also decode held-out
-    species 11-13% more closely at 4,096-10,000 species, with the same trees (session 14);
+    species 11-13% more closely at 1,024-10,000 species, with the same trees (session 14);
     the rule stays, because at 10,000 species the fit and its held-out refit would then
     take the end-to-end run to 30 minutes or more on a 2-core CPU.
     """
