@@ -51,7 +51,6 @@ from pathlib import Path
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
@@ -60,13 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import evosim  # noqa: E402
-from evosim.analysis.generative import (  # noqa: E402
-    _decoded_mse,
-    _own_mse,
-    ancestor_scores,
-    fidelity_scores,
-    heldout_instances,
-)
+from evosim.analysis.generative import ancestor_scores, fidelity_scores  # noqa: E402
 from evosim.analysis.metrics import euclidean, infer_tree, score_tree  # noqa: E402
 from evosim.meta import fit_meta_autoencoder  # noqa: E402
 from evosim.scenario import MetaConfig, load_scenario  # noqa: E402
@@ -106,26 +99,24 @@ def refit_row(
 
     With ``heldout_folds``, held-out decoding is scored too (more refits, as a run does).
     """
-    held, _ = heldout_instances(sim, bank)
-    own = _own_mse(bank, held)
     t0 = time.perf_counter()
     meta = fit_meta_autoencoder(bank, config, progress=False)
     fit_s = time.perf_counter() - t0
-    ratio = _decoded_mse(meta, meta.latents, held) / own
+    # with fewer than 2 folds fidelity_scores scores the fitted species only, without a refit
+    fidelity, _ = fidelity_scores(sim, bank, meta, folds=heldout_folds or 0, seed=seed)
     anc, _ = ancestor_scores(sim, bank, meta, seed=seed)
     tree = infer_tree(euclidean(meta.latents), list(meta.species), "nj")
     nrf = score_tree(tree, sim.extant_tree(), rooted=False)["nrf"]
     row: dict[str, object] = {
         "fit_s": fit_s,
         "loss": float(meta.info["final_train_loss"]),
-        "fitted_ratio": float(np.median(ratio)),
+        "fitted_ratio": float(fidelity["train"]["median"]),
         "nrf": float(nrf),
         "midpoint_wins": float(anc["midpoint_beats_both_sisters"]["mse"]),
         "midpoint_over_better_sister": float(anc["mse"]["midpoint"] / anc["mse"]["best_sister"]),
         "midpoint_wins_decoded": float(anc["midpoint_beats_both_decoded_sisters"]["mse"]),
     }
     if heldout_folds is not None:
-        fidelity, _ = fidelity_scores(sim, bank, meta, folds=heldout_folds, seed=seed)
         held_out = fidelity["heldout"]
         if "not_applicable" in held_out:
             raise SystemExit(f"--heldout: {held_out['not_applicable']}")
