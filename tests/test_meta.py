@@ -18,7 +18,12 @@ from evosim.meta import (
     make_probes,
     represent,
 )
-from evosim.meta.behaviour import behaviour_features, behaviour_targets, select_region
+from evosim.meta.behaviour import (
+    behaviour_features,
+    behaviour_targets,
+    error_profiles,
+    select_region,
+)
 from evosim.meta.losses import code_law_energy, distance_stress, nt_xent
 from evosim.meta.representation import whitened_code_distances
 from evosim.scenario import AutoencoderConfig, DecodeArchitecture, MetaConfig
@@ -259,6 +264,49 @@ def test_behaviour_features_compare_where_each_ae_sends_the_probes_twice():
     # sliced energy features (tests/test_analysis.py): within 1% (median) by design
     assert np.median(np.abs(d[iu][far] / oracle[iu][far] - 1)) < 0.01
     assert np.corrcoef(d[iu], oracle[iu])[0, 1] > 0.99
+
+
+def test_error_profiles_are_each_members_centred_log_errors_on_the_reference_inputs():
+    bank = random_bank(s=3, r=2, seed=2)
+    # member 5 a copy of member 0: the same function, so the same profile
+    params = {k: v.clone() for k, v in bank.params.items()}
+    for v in params.values():
+        v[5] = v[0]
+    bank = AEBank.from_params(
+        SPEC, params, list(bank.species), 2, reference_inputs=bank.reference_inputs
+    )
+    rows = error_profiles(bank)
+    ref = bank.reference_inputs.astype(np.float64)
+    assert rows.shape == (6, len(ref))
+    for m in range(6):
+        # the oracle: the bank's own reconstruct, one member at a time, in float64
+        err = ((bank.reconstruct(bank.reference_inputs, m).astype(np.float64) - ref) ** 2).mean(-1)
+        want = np.log(err) - np.log(err).mean()
+        np.testing.assert_allclose(rows[m], want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(rows[5], rows[0], atol=1e-12)
+    assert np.abs(rows[1] - rows[0]).max() > 0.1
+
+
+def test_distance_target_errors_keeps_the_error_profiles_distances():
+    from evosim.meta.fit import _distance_rows
+
+    bank = random_bank(s=8, r=1, seed=3)
+    rows = _distance_rows(
+        MetaConfig(distance_target="errors"), np.zeros((8, 2)), bank, None, 1, torch.device("cpu")
+    )
+    np.testing.assert_allclose(rows.numpy(), error_profiles(bank), rtol=1e-6, atol=1e-6)
+    target = torch.as_tensor(error_profiles(bank))
+
+    def stress(weight: float) -> float:
+        config = MetaConfig(
+            latent=2, steps=150, probes=64, distance_weight=weight, distance_target="errors"
+        )
+        z = torch.as_tensor(fit_meta_autoencoder(bank, config, seed=1, progress=False).latents)
+        return float(distance_stress(target, z))
+
+    # as with the behaviour target (above): a heavy term must more than halve the stress
+    # the other losses leave (0.32 -> 0.09 here)
+    assert stress(100.0) < 0.5 * stress(0.0)
 
 
 def test_distance_stress_is_scale_free():

@@ -42,6 +42,7 @@ __all__ = [
     "behaviour_features",
     "behaviour_loss_of",
     "behaviour_targets",
+    "error_profiles",
     "select_region",
 ]
 
@@ -139,6 +140,33 @@ def _member_chunks(bank: Any) -> Iterator[tuple[Any, list[int], torch.Tensor]]:
         for a in range(0, len(members), CHUNK):
             local = list(range(a, min(a + CHUNK, len(members))))
             yield group, local, torch.as_tensor(members[local], dtype=torch.long)
+
+
+def error_profiles(bank: Any) -> np.ndarray:
+    """Rows ``[M, P]`` whose distances compare which data the members' AEs model well: each
+    member's log reconstruction error (mean squared error per coordinate) on every one of
+    the bank's ``P`` pooled reference inputs, centred over the inputs.
+
+    An AE reconstructs its own species' inputs well, and those of other species the worse
+    the more they differ, so two members whose errors rise and fall over the same inputs
+    model the same part of the data. The log makes the profile read ratios of errors, and
+    centring removes each member's overall error level, so an AE that is uniformly a little
+    worse is not set apart. Reads the bank only (its AEs and its pooled, unlabelled
+    reference inputs), on the data's manifold, where shared probes partly lie off it.
+    Measured (5 seeds of each bundled scenario, 32-128 species): neighbour joining on these
+    distances gave trees closer to the true ones than the species' data did; at 1,024 and
+    4,096 species, further (with 1,024 reference inputs, and with 16 per species).
+    """
+    ref = bank.reference_inputs
+    if ref is None or len(ref) < 2:
+        raise ValueError("the bank has no reference inputs: error profiles need them")
+    ref_t = torch.as_tensor(np.asarray(ref, dtype=np.float32))
+    err = torch.empty(bank.n_members, len(ref_t))
+    with torch.no_grad():
+        for group, local, glob in _member_chunks(bank):
+            err[glob] = (group.reconstruct(ref_t, local) - ref_t).pow(2).mean(-1)
+    logs = torch.log(err.double().clamp_min(1e-12))
+    return (logs - logs.mean(dim=1, keepdim=True)).numpy()
 
 
 def _member_keys(bank: Any) -> list[tuple[str, int]]:

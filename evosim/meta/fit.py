@@ -13,8 +13,10 @@ on shared probes (:mod:`evosim.meta.behaviour`). The loss is
   decoder predicts (what :meth:`~evosim.meta.MetaResult.generate` samples);
 * ``distance_weight`` times a stress that keeps code distances like the energy distances
   between where the members' AEs send the probes (``distance_target: behaviour``, the
-  default: :func:`~evosim.meta.behaviour.behaviour_features`), like representation
-  distances (``representation``), or like the two at once (``both``);
+  default: :func:`~evosim.meta.behaviour.behaviour_features`), like the distances of the
+  members' error profiles on the reference inputs (``errors``:
+  :func:`~evosim.meta.behaviour.error_profiles`), like representation distances
+  (``representation``), or like representation and behaviour at once (``both``);
 * optional: the prior's KL (``variational``), ``contrastive_weight`` times NT-Xent over
   replicates.
 
@@ -52,7 +54,12 @@ import torch
 
 from evosim.devices import resolve_device
 from evosim.meta import archetypal, losses
-from evosim.meta.behaviour import Behaviour, behaviour_features, behaviour_targets
+from evosim.meta.behaviour import (
+    Behaviour,
+    behaviour_features,
+    behaviour_targets,
+    error_profiles,
+)
 from evosim.meta.network import Encoder, HyperDecoder, SideHead
 from evosim.meta.representation import (
     Frame,
@@ -175,10 +182,13 @@ def _distance_rows(
     config: MetaConfig, x: np.ndarray, bank: Any, beh: Behaviour, seed: int, device: torch.device
 ) -> torch.Tensor | None:
     """Rows whose distances the distance term keeps, where they are not the representation's
-    (``x``): the behaviour rows, or both, each scaled to unit root-mean-square distance so
+    (``x``): the behaviour rows, the error profiles, or (``both``) the representation's
+    and the behaviour rows side by side, each scaled to unit root-mean-square distance so
     that each counts equally."""
     if config.distance_weight == 0 or config.distance_target == "representation":
         return None
+    if config.distance_target == "errors":
+        return torch.as_tensor(error_profiles(bank), dtype=torch.float32).to(device)
     rows = behaviour_features(bank, beh, seed=seed)
     if config.distance_target == "both":
         rows = np.concatenate([_unit_rms(x), _unit_rms(rows)], axis=1)
