@@ -483,8 +483,8 @@ class MetaConfig(_Section):
         "fitting time. Errors gave the MAE better trees on the bundled scenarios (32-128 "
         "species, 5 seeds: mean nRF 0.602 against 0.635, better on 13 of 16), but the gain "
         "fades as the species grow (on large.yaml's world its distances tie behaviour's at "
-        "128-512 species) and at 1,024 species the MAE's tree was worse with it (0.675 "
-        "against 0.639), so it is not the default",
+        "128-256 species and trail them from 512) and at 1,024 species the MAE's tree was "
+        "worse with it (0.675 against 0.639), so it is not the default",
     )
     probes: int = Field(256, ge=1, description="shared probe inputs (functional)")
     off_manifold_fraction: float = Field(

@@ -154,9 +154,10 @@ def error_profiles(bank: Any) -> np.ndarray:
     worse is not set apart. Reads the bank only (its AEs and its pooled, unlabelled
     reference inputs), on the data's manifold, where shared probes partly lie off it.
     Measured: neighbour joining on these distances gave trees closer to the true ones
-    than the species' data did on the bundled scenarios (32-128 species, 5 seeds each),
-    and further on ``large.yaml``'s world from 256 species up (at 1,024 species also with
-    16 reference inputs per species, so too few of them is not the reason).
+    than the species' data did on the bundled scenarios (32-128 species, 5 seeds each)
+    and at 64 species of ``large.yaml``'s world, and further there from 128 species up (at
+    1,024 species also with 16 reference inputs per species, so too few of them is not
+    the reason).
     """
     ref = bank.reference_inputs
     if ref is None or len(ref) < 2:
