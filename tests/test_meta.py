@@ -291,11 +291,11 @@ def test_distance_target_errors_keeps_the_error_profiles_distances():
     from evosim.meta.fit import _distance_rows
 
     bank = random_bank(s=8, r=1, seed=3)
+    target = torch.as_tensor(error_profiles(bank))
     rows = _distance_rows(
         MetaConfig(distance_target="errors"), np.zeros((8, 2)), bank, None, 1, torch.device("cpu")
     )
-    np.testing.assert_allclose(rows.numpy(), error_profiles(bank), rtol=1e-6, atol=1e-6)
-    target = torch.as_tensor(error_profiles(bank))
+    np.testing.assert_allclose(rows.numpy(), target.numpy(), rtol=1e-6, atol=1e-6)
 
     def stress(weight: float) -> float:
         config = MetaConfig(
