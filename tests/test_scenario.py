@@ -109,6 +109,8 @@ BAD = [
     ("analysis:\n  baselines: [trait]\n", "analysis.baselines (line 2): unknown baseline 'trait'"),
     ("analysis:\n  device: gpu\n", "analysis.device (line 2): must be one of"),
     ("meta:\n  distance_target: data\n", "meta.distance_target (line 2): must be one of"),
+    ("meta:\n  error_cap: 0\n", "meta.error_cap (line 2): must be > 0, got 0"),
+    ("meta:\n  error_cap: 1.5\n", "meta.error_cap (line 2): must be <= 1, got 1.5"),
 ]
 
 

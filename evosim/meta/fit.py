@@ -188,7 +188,8 @@ def _distance_rows(
     if config.distance_weight == 0 or config.distance_target == "representation":
         return None
     if config.distance_target == "errors":
-        return torch.as_tensor(error_profiles(bank), dtype=torch.float32).to(device)
+        rows = error_profiles(bank, cap_quantile=config.error_cap)
+        return torch.as_tensor(rows, dtype=torch.float32).to(device)
     rows = behaviour_features(bank, beh, seed=seed)
     if config.distance_target == "both":
         rows = np.concatenate([_unit_rms(x), _unit_rms(rows)], axis=1)
