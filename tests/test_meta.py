@@ -277,16 +277,8 @@ def test_error_profiles_are_each_members_capped_centred_log_errors_on_the_refere
     )
     ref = bank.reference_inputs.astype(np.float64)
     # the oracle: the bank's own reconstruct, one member at a time, in float64
-    logs = np.stack(
-        [
-            np.log(
-                ((bank.reconstruct(bank.reference_inputs, m).astype(np.float64) - ref) ** 2).mean(
-                    -1
-                )
-            )
-            for m in range(6)
-        ]
-    )
+    recon = [bank.reconstruct(bank.reference_inputs, m).astype(np.float64) for m in range(6)]
+    logs = np.log(np.stack([((x - ref) ** 2).mean(-1) for x in recon]))
     uncapped = error_profiles(bank, cap_quantile=1.0)
     assert uncapped.shape == (6, len(ref))
     np.testing.assert_allclose(uncapped, logs - logs.mean(1, keepdims=True), rtol=1e-4, atol=1e-4)
