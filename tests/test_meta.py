@@ -303,18 +303,13 @@ def test_distance_target_errors_keeps_the_error_profiles_distances():
 
     bank = random_bank(s=8, r=1, seed=3)
     target = torch.as_tensor(error_profiles(bank))
-    rows = _distance_rows(
-        MetaConfig(distance_target="errors"), np.zeros((8, 2)), bank, None, 1, torch.device("cpu")
-    )
+
+    def rows_for(config: MetaConfig) -> torch.Tensor:
+        return _distance_rows(config, np.zeros((8, 2)), bank, None, 1, torch.device("cpu"))
+
+    rows = rows_for(MetaConfig(distance_target="errors"))
     np.testing.assert_allclose(rows.numpy(), target.numpy(), rtol=1e-6, atol=1e-6)
-    uncapped = _distance_rows(
-        MetaConfig(distance_target="errors", error_cap=1.0),
-        np.zeros((8, 2)),
-        bank,
-        None,
-        1,
-        torch.device("cpu"),
-    )
+    uncapped = rows_for(MetaConfig(distance_target="errors", error_cap=1.0))
     np.testing.assert_allclose(uncapped.numpy(), error_profiles(bank, 1.0), rtol=1e-6, atol=1e-6)
     assert not np.allclose(uncapped.numpy(), target.numpy(), atol=1e-3)
 
