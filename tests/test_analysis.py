@@ -408,6 +408,40 @@ def test_bad_input(tiny):
         analyse(sim, bank, meta, AnalysisConfig(baselines=["nope"]))
 
 
+def test_mae_target_baseline_is_the_distance_terms_target_species_by_species(tiny):
+    from scipy.spatial.distance import cdist
+
+    from evosim.analysis.baselines import baseline_distances, not_applicable
+    from evosim.meta.behaviour import behaviour_features, behaviour_targets, error_profiles
+
+    sc, sim, bank, meta = tiny
+    r = bank.replicates
+
+    def species_rows(rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.float64)
+        return rows.reshape(len(bank.species), r, -1).mean(1)
+
+    def target(config: MetaConfig) -> np.ndarray:
+        m = dataclasses.replace(meta, config=config)
+        return baseline_distances("mae_target", sim, bank, m, seed=sc.seed)
+
+    # the default target: the behaviour rows of the MAE's own probes and seed
+    assert meta.config.distance_target == "behaviour" and meta.config.distance_weight > 0
+    beh = behaviour_targets(bank, meta.probes, seed=meta.seed)
+    rows = species_rows(behaviour_features(bank, beh, seed=meta.seed))
+    np.testing.assert_allclose(target(meta.config), cdist(rows, rows), rtol=1e-5, atol=1e-6)
+    errors = meta.config.model_copy(update={"distance_target": "errors", "error_cap": 0.5})
+    rows = species_rows(error_profiles(bank, cap_quantile=0.5))
+    np.testing.assert_allclose(target(errors), cdist(rows, rows), rtol=1e-5, atol=1e-6)
+    # no distance term, no target: reported as not applicable, with the field to change
+    off = dataclasses.replace(meta, config=meta.config.model_copy(update={"distance_weight": 0}))
+    assert "meta.distance_weight: 0" in not_applicable("mae_target", bank, off)
+    assert not_applicable("mae_target", bank, meta) is None
+    cfg = sc.analysis.model_copy(update={"baselines": ["mae_target"], "mantel_permutations": 0})
+    report = analyse(sim, bank, off, cfg, progress=False)
+    assert "distance_weight" in report.baselines["mae_target"]["not_applicable"]
+
+
 def test_scenario_knows_every_baseline():
     # analysis.baselines is checked by `evosim validate` against this list.
     assert tuple(BASELINE_NAMES) == tuple(BASELINES)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 
 import numpy as np
@@ -384,6 +385,30 @@ def test_distance_target_both_weighs_the_two_distances_equally():
     np.testing.assert_allclose(both, want, rtol=1e-4, atol=1e-6)
     assert _distance_rows(config("representation"), x, bank, beh, 1, cpu) is None
     assert _distance_rows(config("both", weight=0.0), x, bank, beh, 1, cpu) is None
+
+
+@pytest.mark.parametrize("target", ["behaviour", "errors", "representation", "both"])
+def test_distance_target_rows_are_the_rows_the_fit_held_the_codes_to(monkeypatch, target):
+    import evosim.meta.fit as fit_module
+
+    bank = random_bank(s=5, r=2, seed=5)
+    used = []
+    original = fit_module._distance_rows
+
+    def spy(config: MetaConfig, x: np.ndarray, *args: object) -> torch.Tensor | None:
+        rows = original(config, x, *args)
+        used.append(np.asarray(x) if rows is None else rows.cpu().numpy())
+        return rows
+
+    monkeypatch.setattr(fit_module, "_distance_rows", spy)
+    config = MetaConfig(latent=2, steps=2, probes=32, distance_target=target, error_cap=0.5)
+    meta = fit_meta_autoencoder(bank, config, seed=1, progress=False)
+    monkeypatch.undo()
+    rows = fit_module.distance_target_rows(meta, bank)
+    assert rows.shape[0] == 10
+    np.testing.assert_allclose(rows, used[-1], rtol=1e-5, atol=1e-6)
+    off = dataclasses.replace(meta, config=config.model_copy(update={"distance_weight": 0}))
+    assert fit_module.distance_target_rows(off, bank) is None
 
 
 # ---------------------------------------------------------------------------- the circles

@@ -103,7 +103,7 @@ def analyse(
         raise ScenarioError(
             f"analysis.baselines: unknown baseline(s) {unknown}; choose from {', '.join(BASELINES)}"
         )
-    skipped = {name: why for name in names if (why := not_applicable(name, bank)) is not None}
+    skipped = {name: why for name in names if (why := not_applicable(name, bank, meta)) is not None}
     scored = [n for n in names if n != "random" and n not in skipped]
     bar = tqdm(
         total=2 * len(scored) + 2 + ("random" in names),

@@ -17,6 +17,9 @@ features are averaged over replicates first). None of them sees the true tree;
                     geometry), no MAE
 ``pca``             principal components of the MAE's own input, as many as its code
 ``untrained_mae``   the MAE encoder at its random initialisation
+``mae_target``      the distances the MAE's distance term holds its codes to
+                    (``meta.distance_target``), with no code: how much of the tree
+                    the target has before the code must keep it
 ``random``          expected scores of random (Yule) trees on the same leaves
 ==================  ===========================================================
 """
@@ -31,6 +34,7 @@ import numpy as np
 import torch
 
 from evosim.analysis.metrics import euclidean
+from evosim.meta.fit import distance_target_rows
 from evosim.meta.representation import flatten_params, make_probes, represent
 from evosim.scenario import BASELINE_NAMES
 
@@ -325,10 +329,12 @@ def principal_axes(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return mean, ((xc.T @ vec[:, signal]) / np.sqrt(lam[signal])).T
 
 
-def not_applicable(name: str, bank: Any) -> str | None:
-    """Why baseline ``name`` cannot apply to ``bank`` (one line), or None if it can."""
+def not_applicable(name: str, bank: Any, meta: Any = None) -> str | None:
+    """Why baseline ``name`` cannot apply to ``bank`` and ``meta`` (one line), or None if it can."""
     if name in WEIGHT_BASELINES and getattr(bank, "is_mixed", False):
         return "reads AE weights, and the species' AEs have different architectures"
+    if name == "mae_target" and meta is not None and meta.config.distance_weight == 0:
+        return "the MAE has no distance term (meta.distance_weight: 0)"
     return None
 
 
@@ -403,6 +409,12 @@ def baseline_distances(
     def untrained_mae() -> np.ndarray:
         return euclidean(species_means(meta.untrained_encode(_input()), r))
 
+    def mae_target() -> np.ndarray:
+        rows = distance_target_rows(meta, bank)
+        if rows is None:
+            raise ValueError(f"mae_target: {not_applicable('mae_target', bank, meta)}")
+        return euclidean(species_means(rows, r))
+
     fns: dict[str, Callable[[], np.ndarray]] = {
         "traits": traits,
         "data_mean": data_mean,
@@ -412,6 +424,7 @@ def baseline_distances(
         "functional": functional,
         "pca": pca,
         "untrained_mae": untrained_mae,
+        "mae_target": mae_target,
     }
     if name not in fns:
         raise ValueError(f"unknown baseline {name!r}; choose from {', '.join(BASELINES)}")

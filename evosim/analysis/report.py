@@ -57,6 +57,7 @@ _LABELS = {
     "functional": "functional (no MAE)",
     "pca": "PCA of MAE input",
     "untrained_mae": "untrained MAE",
+    "mae_target": "MAE's distance target (no code)",
     "random": "random trees",
 }
 

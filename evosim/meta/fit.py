@@ -76,7 +76,13 @@ from evosim.train import model as ae_model
 from evosim.train.model import init_params
 from evosim.train.spec import AESpec
 
-__all__ = ["AUTO_LATENTS", "fit_meta_autoencoder", "train_mae", "resolve_seed"]
+__all__ = [
+    "AUTO_LATENTS",
+    "distance_target_rows",
+    "fit_meta_autoencoder",
+    "resolve_seed",
+    "train_mae",
+]
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +185,12 @@ def _unit_rms(rows: np.ndarray) -> np.ndarray:
 
 
 def _distance_rows(
-    config: MetaConfig, x: np.ndarray, bank: Any, beh: Behaviour, seed: int, device: torch.device
+    config: MetaConfig,
+    x: np.ndarray,
+    bank: Any,
+    beh: Behaviour | None,
+    seed: int,
+    device: torch.device,
 ) -> torch.Tensor | None:
     """Rows whose distances the distance term keeps, where they are not the representation's
     (``x``): the behaviour rows, the error profiles, or (``both``) the representation's
@@ -190,10 +201,39 @@ def _distance_rows(
     if config.distance_target == "errors":
         rows = error_profiles(bank, cap_quantile=config.error_cap)
         return torch.as_tensor(rows, dtype=torch.float32).to(device)
+    assert beh is not None, "the behaviour targets are needed for this distance target"
     rows = behaviour_features(bank, beh, seed=seed)
     if config.distance_target == "both":
         rows = np.concatenate([_unit_rms(x), _unit_rms(rows)], axis=1)
     return torch.as_tensor(rows, dtype=torch.float32).to(device)
+
+
+def distance_target_rows(meta: MetaResult, bank: Any) -> np.ndarray | None:
+    """The rows whose distances a fitted MAE's distance term held its codes to.
+
+    Parameters
+    ----------
+    meta
+        The fitted MAE; its ``config`` (``distance_target``, ``error_cap``), seed and
+        probes say which rows.
+    bank
+        The bank it was fitted on.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``[M, G]`` one row per member (species-major, like the bank), the same rows the
+        fit used; ``None`` if the MAE had no distance term (``distance_weight: 0``).
+    """
+    config = meta.config
+    if config.distance_weight == 0:
+        return None
+    x = meta.represent(bank)
+    beh = None
+    if config.distance_target in ("behaviour", "both"):
+        beh = behaviour_targets(bank, meta.probes, seed=meta.seed)
+    rows = _distance_rows(config, x, bank, beh, meta.seed, torch.device("cpu"))
+    return x if rows is None else rows.numpy().astype(np.float64)
 
 
 def _theta0(bank: Any, spec: AESpec, seed: int) -> tuple[dict[str, torch.Tensor], str]:
