@@ -410,7 +410,7 @@ def baseline_distances(
         return euclidean(species_means(meta.untrained_encode(_input()), r))
 
     def mae_target() -> np.ndarray:
-        rows = distance_target_rows(meta, bank)
+        rows = distance_target_rows(meta, bank, meta_input)
         if rows is None:
             raise ValueError(f"mae_target: {not_applicable('mae_target', bank, meta)}")
         return euclidean(species_means(rows, r))

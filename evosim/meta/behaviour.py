@@ -164,9 +164,9 @@ def error_profiles(bank: Any, cap_quantile: float = ERROR_CAP_QUANTILE) -> np.nd
     Measured with neighbour joining on these distances: at 64-1,024 species the cap at
     the lower quartile gave trees on average 0.02 nRF closer to the true ones than no
     cap, on ``large.yaml``'s world (where 0.25 was chosen) and on three worlds it was not
-    chosen on. Capped distances saturate: species far apart all look about equally far,
-    and from 512 species an MAE's 16-dimensional codes could not keep them (its trees
-    were worse than with no cap: ``meta.error_cap``).
+    chosen on. The tree in capped distances spreads over more dimensions than in the
+    data's, and from 512 species an MAE's 16-dimensional codes could not keep it (its
+    trees were worse than with no cap: ``meta.error_cap``).
 
     Parameters
     ----------

@@ -186,7 +186,7 @@ def _unit_rms(rows: np.ndarray) -> np.ndarray:
 
 def _distance_rows(
     config: MetaConfig,
-    x: np.ndarray,
+    x: np.ndarray | None,
     bank: Any,
     beh: Behaviour | None,
     seed: int,
@@ -204,11 +204,14 @@ def _distance_rows(
     assert beh is not None, "the behaviour targets are needed for this distance target"
     rows = behaviour_features(bank, beh, seed=seed)
     if config.distance_target == "both":
+        assert x is not None, "the representation is needed for this distance target"
         rows = np.concatenate([_unit_rms(x), _unit_rms(rows)], axis=1)
     return torch.as_tensor(rows, dtype=torch.float32).to(device)
 
 
-def distance_target_rows(meta: MetaResult, bank: Any) -> np.ndarray | None:
+def distance_target_rows(
+    meta: MetaResult, bank: Any, meta_input: np.ndarray | None = None
+) -> np.ndarray | None:
     """The rows whose distances a fitted MAE's distance term held its codes to.
 
     Parameters
@@ -218,6 +221,9 @@ def distance_target_rows(meta: MetaResult, bank: Any) -> np.ndarray | None:
         probes say which rows.
     bank
         The bank it was fitted on.
+    meta_input
+        The MAE's input ``[M, F]`` (``meta.represent(bank)``), if already computed; it is
+        read only by the ``representation`` and ``both`` targets.
 
     Returns
     -------
@@ -228,7 +234,9 @@ def distance_target_rows(meta: MetaResult, bank: Any) -> np.ndarray | None:
     config = meta.config
     if config.distance_weight == 0:
         return None
-    x = meta.represent(bank)
+    x = meta_input
+    if x is None and config.distance_target in ("representation", "both"):
+        x = meta.represent(bank)
     beh = None
     if config.distance_target in ("behaviour", "both"):
         beh = behaviour_targets(bank, meta.probes, seed=meta.seed)
