@@ -152,7 +152,7 @@ GENERATIVE = (
     ("trait R2 functional", ("trait_r2", "functional")),
     ("fit ratio (fitted)", ("fidelity", "train", "median")),
     ("fit ratio (held out)", ("fidelity", "heldout", "mae", "median")),
-    ("fit ratio (held out, codes fitted)", ("fidelity", "heldout", "mae_fitted_codes", "median")),
+    ("fit ratio (held out, guess)", ("fidelity", "heldout", "mae_encoder_only", "median")),
     ("nearest AE", ("fidelity", "heldout", "nearest_training_ae", "median")),
     ("PCA weights", ("fidelity", "heldout", "pca_of_aligned_weights", "median")),
     ("midpoint beats sisters (MSE)", ("ancestors", "midpoint_beats_both_sisters", "mse")),

@@ -1288,7 +1288,8 @@ def plot_generative(data: Mapping[str, Any], path: str | Path) -> Path:
     groups = [
         ("decoded\n(fitted)", fid.get("train")),
         ("decoded\n(held out)", fid.get("heldout")),
-        ("decoded, codes\nfitted (held out)", fid.get("heldout_fitted")),
+        ("decoded, encoder's\nguess (held out)", fid.get("heldout_encoder")),
+        ("decoded, codes\nfitted (held out)", fid.get("heldout_fitted")),  # older runs
         ("nearest\ntraining AE", fid.get("nearest")),
         ("PCA of aligned\nweights", fid.get("pca")),
     ]

@@ -152,6 +152,9 @@ def test_generative_section_end_to_end(world, tmp_path):
     assert fid["train"]["median"] > 0 and np.isfinite(fid["train"]["max"])
     held = fid["heldout"]
     assert held["folds"] == 2 and held["mae"]["median"] > 0
+    # held-out species at the MAE's encoding (refined) and at the encoder's guess alone
+    assert held["encode_steps"] == meta.config.encode_steps > 0
+    assert held["mae_encoder_only"]["median"] > 0
     assert held["pca_of_aligned_weights"]["median"] > 0
     assert set(gen["trait_r2"]) >= {"mae", "data_mean", "functional", "raw_weights"}
     anc = gen["ancestors"]
@@ -284,3 +287,27 @@ def test_report_of_scores_from_before_the_decoded_sisters(world):
     assert "decoded AE" not in text
     full = "\n".join(generative_markdown({"ancestors": anc}))
     assert "better sister's decoded AE" in full
+
+
+def test_report_of_heldout_scores_new_and_from_before_encoding_refined():
+    # held-out species are scored at the MAE's encoding (refined) and at the encoder's
+    # guess; a run scored by an earlier evosim has the guess and "codes fitted" instead
+    stats = {"median": 2.0, "mean": 2.5, "q90": 4.0, "max": 5.0}
+    common = {
+        "folds": 4,
+        "refits": 4,
+        "species": 8,
+        "nearest_training_ae": stats,
+        "pca_of_aligned_weights": stats,
+        "mae_below_nearest": 0.75,
+    }
+    new = {"encode_steps": 300, "mae": stats, "mae_encoder_only": stats, **common}
+    old = {"mae": stats, "mae_fitted_codes": stats, **common}
+    for held, wanted, absent in (
+        (new, ["encoded (300 refining steps)", "the encoder's guess alone"], "codes fitted"),
+        (old, ["), encoder |", "codes fitted"], "refining"),
+    ):
+        text = "\n".join(generative_markdown({"fidelity": {"train": stats, "heldout": held}}))
+        assert all(w in text for w in wanted), text
+        assert absent not in text
+        assert "beats the nearest training species' AE for 75%" in text

@@ -110,6 +110,7 @@ BAD = [
     ("analysis:\n  device: gpu\n", "analysis.device (line 2): must be one of"),
     ("meta:\n  distance_target: data\n", "meta.distance_target (line 2): must be one of"),
     ("meta:\n  error_cap: 0\n", "meta.error_cap (line 2): must be > 0, got 0"),
+    ("meta:\n  encode_steps: -1\n", "meta.encode_steps (line 2): must be >= 0, got -1"),
     ("meta:\n  error_cap: 1.5\n", "meta.error_cap (line 2): must be <= 1, got 1.5"),
 ]
 

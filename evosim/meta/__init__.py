@@ -7,6 +7,7 @@ One module per job:
   species' region and on shared probes);
 - :mod:`~evosim.meta.network`: the encoder and the hypernetwork decoder;
 - :mod:`~evosim.meta.losses`: the loss terms;
+- :mod:`~evosim.meta.refine`: encoding by fitting (a code refined through the decoder);
 - :mod:`~evosim.meta.result`: :class:`MetaResult` (encode, decode, generate, save, load);
 - :mod:`~evosim.meta.fit`: :func:`fit_meta_autoencoder`.
 """

@@ -169,15 +169,60 @@ class MetaResult:
             mu, _ = self.encoder(c)
         return mu.numpy().astype(np.float64)
 
-    def encode(self, bank: Any) -> np.ndarray:
+    def encode(self, bank: Any, *, steps: int | None = None) -> np.ndarray:
         """Codes ``[M, k]`` of the members of any bank.
+
+        The encoder's one-pass guess, then ``steps`` Adam steps on each code (the decoder
+        fixed) toward where the decoded AE best reproduces the member's AE: its outputs on
+        its own region and on the shared probes, the behaviour loss the MAE was fitted
+        with (:func:`~evosim.meta.refine.refine_codes`). Only the bank's AEs are read.
 
         With the ``functional`` representation the bank may hold any AE architecture on
         the same inputs (an :class:`~evosim.train.AEBank` or
         :class:`~evosim.train.AEBankSet`); ``raw``/``aligned`` need the architecture the
         MAE was fitted on.
+
+        Parameters
+        ----------
+        bank
+            The AEs to encode.
+        steps
+            Refinement steps; default ``meta.encode_steps``; 0 gives the encoder's guess.
+            Refining needs the inputs the bank keeps (``reference_inputs``, which trained
+            banks have); a bank without them (e.g. AEs from :meth:`decode`) gets the
+            encoder's guess, with a warning.
+
+        Notes
+        -----
+        The training members' own codes (:attr:`member_latents`, from which the tree is
+        read) are the encoder's at the end of the fit, which the distance term shaped;
+        ``encode(bank, steps=0)`` of the training bank returns them, and refining them
+        moves them little (they were fitted with the decoder).
         """
-        return self.encode_features(self.represent(bank))
+        z0 = self.encode_features(self.represent(bank))
+        steps = int(self.config.encode_steps if steps is None else steps)
+        if steps <= 0:
+            return z0
+        ref = getattr(bank, "reference_inputs", None)
+        if ref is None or len(ref) < 2:
+            log.warning(
+                "encode: the bank keeps no reference inputs (AEs decoded by an MAE keep "
+                "none), so its codes are the encoder's guess, not refined"
+            )
+            return z0
+        from evosim.meta.behaviour import behaviour_targets
+        from evosim.meta.refine import refine_codes
+
+        beh = behaviour_targets(bank, self.probes, seed=self.seed)
+        return refine_codes(
+            self.decoder,
+            self.spec,
+            beh,
+            z0,
+            steps=steps,
+            probe_weight=self.config.probe_weight,
+            spread=float(np.std(self.latents)),
+        )
 
     def encode_weights(self, bank: Any) -> np.ndarray:
         """Archetype weights ``[M, k + 1]`` of the members of any bank (``prior: archetypal``).
@@ -225,39 +270,6 @@ class MetaResult:
         with torch.no_grad():
             mu, _ = fresh(self.frame.coords(torch.as_tensor(np.asarray(x, dtype=np.float32))))
         return mu.numpy().astype(np.float64)
-
-    def fit_codes(self, bank: Any, *, steps: int = 300, seed: int | None = None) -> np.ndarray:
-        """Codes ``[M, k]`` whose decoded AEs best reproduce the bank's AEs (encoding by fitting).
-
-        Starts from :meth:`encode` and takes ``steps`` Adam steps on the codes alone (the
-        decoder fixed), minimising the behaviour loss the MAE was trained with against each
-        member's own outputs on its region and the probes. Uses only the bank's AEs; works
-        for any architecture. The amortised encoder is a one-shot guess; fitting the codes
-        moves them to where the decoder reproduces the AE best, which matters for AEs the
-        MAE was not fitted on.
-        """
-        from evosim.meta.behaviour import behaviour_loss_of, behaviour_targets
-
-        z0 = self.encode(bank)
-        beh = behaviour_targets(bank, self.probes, seed=self.seed if seed is None else seed)
-        z = torch.tensor(z0, dtype=torch.float32, requires_grad=True)
-        spread = float(np.std(self.latents)) or 1.0
-        opt = torch.optim.Adam([z], lr=0.02 * spread)
-        self.decoder.eval()
-        for p in self.decoder.parameters():
-            p.requires_grad_(False)
-        try:
-            for _ in range(steps):
-                loss = behaviour_loss_of(
-                    self.decoder(z), self.spec, beh, self.config.probe_weight
-                ).sum()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-        finally:
-            for p in self.decoder.parameters():
-                p.requires_grad_(True)
-        return z.detach().numpy().astype(np.float64)
 
     # ------------------------------------------------------------------ decoding
 
