@@ -254,7 +254,7 @@ def fidelity_scores(
         enc_r[test] = _decoded_mse(sub, z_guess, x) / own[test]
         d = ((z[:, None, :] - sub.latents[None, :, :]) ** 2).sum(-1)
         nearest = [int(train[j]) for j in d.argmin(axis=1)]
-        near = member_reconstruct(bank, [i * int(bank.replicates) for i in nearest], x)
+        near = member_reconstruct(bank, [i * reps for i in nearest], x)
         near_r[test] = _mse(near, x) / own[test]
         if single:
             pca_r[test] = (
