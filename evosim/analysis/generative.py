@@ -247,10 +247,11 @@ def fidelity_scores(
             side_information=None if side is None else dict(zip(side["species"], side["values"])),
         )
         reps = int(bank.replicates)
-        z = sub.encode(ho_bank).reshape(len(test), reps, -1).mean(axis=1)
+        guess = sub.encode(ho_bank, steps=0)  # the encoder's, refined below as encode does
+        z = sub.refine(ho_bank, guess).reshape(len(test), reps, -1).mean(axis=1)
         x = held[test]
         mae_r[test] = _decoded_mse(sub, z, x) / own[test]
-        z_guess = sub.encode(ho_bank, steps=0).reshape(len(test), reps, -1).mean(axis=1)
+        z_guess = guess.reshape(len(test), reps, -1).mean(axis=1)
         enc_r[test] = _decoded_mse(sub, z_guess, x) / own[test]
         d = ((z[:, None, :] - sub.latents[None, :, :]) ** 2).sum(-1)
         nearest = [int(train[j]) for j in d.argmin(axis=1)]

@@ -199,17 +199,33 @@ class MetaResult:
         ``encode(bank, steps=0)`` of the training bank returns them, and refining them
         moves them little (they were fitted with the decoder).
         """
-        z0 = self.encode_features(self.represent(bank))
+        return self.refine(bank, self.encode_features(self.represent(bank)), steps=steps)
+
+    def refine(self, bank: Any, codes: np.ndarray, *, steps: int | None = None) -> np.ndarray:
+        """Codes ``[M, k]`` moved from ``codes`` toward where the decoded AEs best reproduce
+        the bank's members (the refining step of :meth:`encode`).
+
+        Parameters
+        ----------
+        bank
+            The AEs the codes stand for.
+        codes
+            ``[M, k]`` starting codes, e.g. ``encode(bank, steps=0)``.
+        steps
+            Adam steps; default ``meta.encode_steps``; 0 returns ``codes``. A bank that
+            keeps no reference inputs gets ``codes`` back, with a warning.
+        """
+        codes = np.asarray(codes, dtype=np.float64)
         steps = int(self.config.encode_steps if steps is None else steps)
         if steps <= 0:
-            return z0
+            return codes
         ref = getattr(bank, "reference_inputs", None)
         if ref is None or len(ref) < 2:
             log.warning(
                 "encode: the bank keeps no reference inputs (AEs decoded by an MAE keep "
                 "none), so its codes are the encoder's guess, not refined"
             )
-            return z0
+            return codes
         from evosim.meta.behaviour import behaviour_targets
         from evosim.meta.refine import refine_codes
 
@@ -218,7 +234,7 @@ class MetaResult:
             self.decoder,
             self.spec,
             beh,
-            z0,
+            codes,
             steps=steps,
             probe_weight=self.config.probe_weight,
             spread=float(np.std(self.latents)),
