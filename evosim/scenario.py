@@ -416,6 +416,16 @@ class MetaConfig(_Section):
         "species 64 also decoded better (fitted species 5.0 against 8.6 on large.yaml's "
         "world)",
     )
+    tree_dims: int | None = Field(
+        None,
+        ge=1,
+        description="the leading coordinates of the code that the distance term shapes and "
+        "that the analysis reads (the tree, trait recovery, bootstrap support, the latent "
+        "figures); the rest of the code is left to the decoder. null: the whole code. Lets "
+        "a larger code decode better without spreading the tree over more dimensions (e.g. "
+        "meta.latent 64 with tree_dims 16). At most meta.latent; needs a numeric "
+        "meta.latent, and not the archetypal prior (whose simplex is the whole code)",
+    )
     prior: Literal["none", "variational", "archetypal"] = Field(
         "none",
         description="prior on the code: none, a Gaussian (variational), or Deep Archetypal "
@@ -578,6 +588,22 @@ class MetaConfig(_Section):
         if side_information_index(v) is None and v not in ("none", "traits"):
             raise ValueError(f"must be none, traits or trait_<i> (i >= 1), got {v!r}")
         return v
+
+    @model_validator(mode="after")
+    def _tree_dims_within_code(self) -> MetaConfig:
+        if self.tree_dims is None:
+            return self
+        if self.latent == "auto":
+            raise _FieldError("tree_dims", "needs a numeric meta.latent, not auto")
+        if self.prior == "archetypal":
+            raise _FieldError(
+                "tree_dims", "must be null with prior archetypal (the simplex is the whole code)"
+            )
+        if self.tree_dims > int(self.latent):
+            raise _FieldError(
+                "tree_dims", f"must be <= meta.latent ({self.latent}), got {self.tree_dims}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _archetypal_code_size(self) -> MetaConfig:

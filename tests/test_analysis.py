@@ -597,3 +597,48 @@ def test_methods_scored_side_by_side_score_as_one_at_a_time(tiny):
     assert list(together.baselines) == list(alone.baselines)
     assert together.metrics == alone.metrics and together.baselines == alone.baselines
     assert together.inferred_tree.to_newick() == alone.inferred_tree.to_newick()
+
+
+def test_tree_dims_make_the_analysis_read_the_codes_leading_coordinates(tiny, monkeypatch):
+    import evosim.analysis.generative as generative
+    from evosim.analysis.baselines import _pca_scores, baseline_distances, species_means
+
+    sc, sim, bank, meta = tiny
+    assert meta.latent_dim == 4 and meta.tree_dims == 4  # default: the whole code
+    np.testing.assert_array_equal(meta.tree_latents, meta.latents)
+    head = dataclasses.replace(meta, config=meta.config.model_copy(update={"tree_dims": 2}))
+    np.testing.assert_array_equal(head.tree_latents, meta.latents[:, :2])
+    np.testing.assert_array_equal(head.tree_member_latents, meta.member_latents[:, :2])
+    cfg = sc.analysis.model_copy(
+        update={
+            "baselines": ["pca", "untrained_mae"],
+            "mantel_permutations": 0,
+            "generative": False,
+        }
+    )
+    report = analyse(sim, bank, head, cfg, seed=sc.seed, progress=False)
+    # the tree, the latent figures and the support read the two leading coordinates only
+    np.testing.assert_allclose(report.latent_distances, euclidean(meta.latents[:, :2]))
+    np.testing.assert_array_equal(report.latents, meta.latents[:, :2])
+    whole = analyse(sim, bank, meta, cfg, seed=sc.seed, progress=False)
+    assert not np.allclose(whole.latent_distances, report.latent_distances)
+    assert report.noise_floor != whole.noise_floor
+    # the code-sized baselines take as many coordinates as the tree
+    r = bank.replicates
+    x = meta.represent(bank)
+    expected = euclidean(species_means(_pca_scores(x, 2), r))
+    np.testing.assert_allclose(baseline_distances("pca", sim, bank, head, seed=sc.seed), expected)
+    untrained = species_means(meta.untrained_encode(x)[:, :2], r)
+    np.testing.assert_allclose(
+        baseline_distances("untrained_mae", sim, bank, head, seed=sc.seed), euclidean(untrained)
+    )
+    # trait recovery reads them too
+    seen = {}
+
+    def spy(sim_, species, features, *, seed):
+        seen.update(features)
+        return {}
+
+    monkeypatch.setattr(generative, "trait_recovery", spy)
+    generative.generative_scores(sim, bank, head, distances={}, folds=0, seed=sc.seed)
+    np.testing.assert_array_equal(seen["mae"], meta.latents[:, :2])

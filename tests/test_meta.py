@@ -361,6 +361,45 @@ def test_distance_term_with_behaviour_target_pulls_codes_toward_it():
     assert stress(100.0) < 0.5 * stress(0.0)
 
 
+def test_tree_dims_hold_only_the_leading_coordinates_to_the_distances(monkeypatch, tmp_path):
+    import evosim.meta.fit as fit_module
+
+    bank = random_bank(s=8, r=1, seed=3)
+    probes = make_probes(bank, 64, 0.25, seed=1)
+    target = torch.as_tensor(
+        behaviour_features(bank, behaviour_targets(bank, probes, seed=1), seed=1)
+    )
+    widths = []
+
+    def spy(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        widths.append(z.shape[1])
+        return distance_stress(x, z)
+
+    monkeypatch.setattr(fit_module.losses, "distance_stress", spy)
+
+    def fit(weight: float) -> MetaResult:
+        config = MetaConfig(
+            latent=6, tree_dims=2, steps=150, probes=64, distance_weight=weight, device="cpu"
+        )
+        return fit_meta_autoencoder(bank, config, seed=1, progress=False)
+
+    held = fit(100.0)
+    assert set(widths) == {2}  # the term sees the two leading coordinates, never the rest
+    assert held.tree_dims == 2 and held.latent_dim == 6
+    np.testing.assert_array_equal(held.tree_latents, held.latents[:, :2])
+
+    def stress(z: np.ndarray) -> float:
+        return float(distance_stress(target, torch.as_tensor(z)))
+
+    # as for the whole code (above), the heavy term must more than halve the stress the
+    # other losses leave, here on the leading coordinates; the others are not held to it
+    free = fit(0.0)
+    assert stress(held.tree_latents) < 0.5 * stress(free.tree_latents)
+    assert stress(held.latents[:, 2:]) > 2 * stress(held.tree_latents)
+    again = MetaResult.load(held.save(tmp_path / "mae.pt"))
+    assert again.tree_dims == 2
+
+
 def test_distance_target_both_weighs_the_two_distances_equally():
     from evosim.meta.fit import _distance_rows
 

@@ -112,6 +112,16 @@ BAD = [
     ("meta:\n  error_cap: 0\n", "meta.error_cap (line 2): must be > 0, got 0"),
     ("meta:\n  encode_steps: -1\n", "meta.encode_steps (line 2): must be >= 0, got -1"),
     ("meta:\n  error_cap: 1.5\n", "meta.error_cap (line 2): must be <= 1, got 1.5"),
+    ("meta:\n  tree_dims: 0\n", "meta.tree_dims (line 2): must be >= 1, got 0"),
+    (
+        "meta:\n  latent: 8\n  tree_dims: 9\n",
+        "meta.tree_dims (line 3): must be <= meta.latent (8), got 9",
+    ),
+    ("meta:\n  latent: auto\n  tree_dims: 4\n", "meta.tree_dims (line 3): needs a numeric"),
+    (
+        "meta:\n  prior: archetypal\n  tree_dims: 2\n",
+        "meta.tree_dims (line 3): must be null with prior archetypal",
+    ),
 ]
 
 

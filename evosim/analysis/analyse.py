@@ -117,7 +117,7 @@ def analyse(
         bar.update()
 
     # --- everything inferred before the truth is looked at
-    d_mae = euclidean(meta.latents)
+    d_mae = euclidean(meta.tree_latents)
     meta_input = meta.represent(bank) if {"pca", "untrained_mae"} & set(names) else None
     distances = {}
     for name in scored:
@@ -210,7 +210,7 @@ def analyse(
     floor: dict[str, float] = {}
     if meta.replicates > 1:
         support = bootstrap_support(
-            meta.member_latents,
+            meta.tree_member_latents,
             species,
             meta.replicates,
             inferred,
@@ -219,7 +219,7 @@ def analyse(
             make_rng(seed, "bootstrap"),
         )
         summary = mean_support(support, inferred, true_tree)
-        floor = noise_floor(meta.member_latents, meta.replicates)
+        floor = noise_floor(meta.tree_member_latents, meta.replicates)
 
     losses = getattr(bank, "losses", {}) or {}
     r = int(bank.replicates)
@@ -241,7 +241,7 @@ def analyse(
         metrics=metrics,
         baselines=baselines,
         species=species,
-        latents=np.asarray(meta.latents),
+        latents=np.asarray(meta.tree_latents),
         true_tree=true_tree,
         method=config.method,
         support=support,

@@ -15,8 +15,10 @@ features are averaged over replicates first). None of them sees the true tree;
                     quantiles, singular values): invariant to hidden-unit permutation
 ``functional``      the functional representation (probe outputs + whitened code
                     geometry), no MAE
-``pca``             principal components of the MAE's own input, as many as its code
-``untrained_mae``   the MAE encoder at its random initialisation
+``pca``             principal components of the MAE's own input, as many as the
+                    code coordinates the MAE's tree is read from (``meta.tree_dims``)
+``untrained_mae``   the MAE encoder at its random initialisation (the same
+                    coordinates)
 ``mae_target``      the distances the MAE's distance term holds its codes to
                     (``meta.distance_target``), with no code: how much of the tree
                     the target has before the code must keep it
@@ -404,10 +406,10 @@ def baseline_distances(
         return meta_input if meta_input is not None else meta.represent(bank)
 
     def pca() -> np.ndarray:
-        return euclidean(species_means(_pca_scores(_input(), meta.latent_dim), r))
+        return euclidean(species_means(_pca_scores(_input(), meta.tree_dims), r))
 
     def untrained_mae() -> np.ndarray:
-        return euclidean(species_means(meta.untrained_encode(_input()), r))
+        return euclidean(species_means(meta.untrained_encode(_input())[:, : meta.tree_dims], r))
 
     def mae_target() -> np.ndarray:
         rows = distance_target_rows(meta, bank, meta_input)

@@ -613,7 +613,7 @@ def generative_scores(
             len(species), MAX_TRAIT_SPECIES, replace=False
         )
         rows = np.sort(picked)
-    features = {"mae": np.asarray(meta.latents, dtype=np.float64)[rows]}
+    features = {"mae": np.asarray(meta.tree_latents, dtype=np.float64)[rows]}
     for name, d in distances.items():
         if name not in ("traits", "random"):
             features[name] = classical_mds(np.asarray(d)[np.ix_(rows, rows)])

@@ -12,7 +12,8 @@ Files written (in the run directory)::
     trees.nex               Nexus: the true, inferred and baseline trees, each marked
                             rooted [&R] or unrooted [&U]
     baselines/NAME.nwk      each baseline's inferred tree
-    latents.csv             species, z_1..z_k
+    latents.csv             species, z_1..z_k: the code coordinates the tree is read
+                            from (the first meta.tree_dims; by default the whole code)
     latent_distances.tsv    [S, S] Euclidean latent distances, labelled square matrix
     true_distances.tsv      [S, S] true patristic distances, labelled square matrix
     metrics.json            {"mae": {...}, "baselines": {...}, ..., "provenance": {...}}

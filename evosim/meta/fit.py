@@ -16,7 +16,9 @@ on shared probes (:mod:`evosim.meta.behaviour`). The loss is
   default: :func:`~evosim.meta.behaviour.behaviour_features`), like the distances of the
   members' error profiles on the reference inputs (``errors``:
   :func:`~evosim.meta.behaviour.error_profiles`), like representation distances
-  (``representation``), or like representation and behaviour at once (``both``);
+  (``representation``), or like representation and behaviour at once (``both``); with
+  ``tree_dims``, only the code's leading ``tree_dims`` coordinates keep them (the tree is
+  read from those) and the rest of the code is left to the decoder;
 * optional: the prior's KL (``variational``), ``contrastive_weight`` times NT-Xent over
   replicates.
 
@@ -453,7 +455,8 @@ def train_mae(
             total = total + config.cycle_weight * (again - target).pow(2).sum(1).mean() / spread
         if config.distance_weight > 0:
             rows = prob.features if prob.distance_rows is None else prob.distance_rows
-            stress = losses.distance_stress(rows[idx], mu)
+            # with tree_dims, only the leading coordinates (the tree's) keep the distances
+            stress = losses.distance_stress(rows[idx], mu[:, : config.tree_dims])
             total = total + config.distance_weight * stress
         if config.contrastive_weight > 0:
             total = total + config.contrastive_weight * losses.nt_xent(mu, prob.groups[idx])

@@ -82,7 +82,8 @@ class MetaResult:
     Attributes
     ----------
     latents
-        ``[S, k]`` species means of the member codes (species in ``species`` order).
+        ``[S, k]`` species means of the member codes (species in ``species`` order); the
+        whole code, which the decoder reads. The analysis reads :attr:`tree_latents`.
     member_latents
         ``[M, k]`` one code per member (species-major, like the bank).
     species, replicates
@@ -137,6 +138,23 @@ class MetaResult:
     def latent_dim(self) -> int:
         """k, the code size."""
         return int(self.member_latents.shape[1])
+
+    @property
+    def tree_dims(self) -> int:
+        """The leading code coordinates the analysis reads (``meta.tree_dims``; default k)."""
+        d = getattr(self.config, "tree_dims", None)
+        return self.latent_dim if d is None else min(int(d), self.latent_dim)
+
+    @property
+    def tree_latents(self) -> np.ndarray:
+        """``[S, tree_dims]`` the species' points the tree is read from: the leading
+        :attr:`tree_dims` coordinates of :attr:`latents` (all of them by default)."""
+        return self.latents[:, : self.tree_dims]
+
+    @property
+    def tree_member_latents(self) -> np.ndarray:
+        """``[M, tree_dims]`` the same per member (:attr:`member_latents`' leading ones)."""
+        return self.member_latents[:, : self.tree_dims]
 
     @property
     def kind(self) -> str:
