@@ -623,6 +623,9 @@ def test_tree_dims_make_the_analysis_read_the_codes_leading_coordinates(tiny, mo
     whole = analyse(sim, bank, meta, cfg, seed=sc.seed, progress=False)
     assert not np.allclose(whole.latent_distances, report.latent_distances)
     assert report.noise_floor != whole.noise_floor
+    report.scenario["meta"]["tree_dims"] = 2
+    assert "code 4 (asked: 4), tree from its first 2 coordinates, prior" in report.markdown()
+    assert "tree from" not in whole.markdown()
     # the code-sized baselines take as many coordinates as the tree
     r = bank.replicates
     x = meta.represent(bank)

@@ -343,7 +343,12 @@ class Report:
                 f"{ae.get('replicates')} replicate(s)",
                 f"- MAE: {me.get('representation')} representation, code "
                 f"{self.meta_info.get('latent', me.get('latent'))} (asked: {me.get('latent')}), "
-                f"prior {me.get('prior')}, {self.meta_info.get('steps', me.get('steps'))} steps",
+                + (
+                    f"tree from its first {me['tree_dims']} coordinates, "
+                    if me.get("tree_dims")
+                    else ""
+                )
+                + f"prior {me.get('prior')}, {self.meta_info.get('steps', me.get('steps'))} steps",
                 f"- tree method: {self.method}",
                 "",
             ]
