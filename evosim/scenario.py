@@ -431,6 +431,15 @@ class MetaConfig(_Section):
         "lower on 12 of 15), so it is not the default. At most meta.latent; needs a "
         "numeric meta.latent, and not the archetypal prior (whose simplex is the whole code)",
     )
+    tail_dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="with meta.tree_dims below the code size: the share of members, each "
+        "training step, that the decoder decodes from the tree coordinates alone (the rest "
+        "of the code zeroed), so that those coordinates carry what the AEs do and not only "
+        "their distances",
+    )
     prior: Literal["none", "variational", "archetypal"] = Field(
         "none",
         description="prior on the code: none, a Gaussian (variational), or Deep Archetypal "

@@ -400,6 +400,49 @@ def test_tree_dims_hold_only_the_leading_coordinates_to_the_distances(monkeypatc
     assert again.tree_dims == 2
 
 
+def test_drop_tail_zeroes_the_tail_of_a_share_of_rows():
+    from evosim.meta.fit import _drop_tail
+
+    n, rate = 4000, 0.3
+    z = torch.randn(n, 6, generator=torch.Generator().manual_seed(0)) + 5.0  # no zeros
+    out = _drop_tail(z, 2, rate, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(out[:, :2], z[:, :2])  # the tree coordinates are never touched
+    dropped = (out[:, 2:] == 0).all(dim=1)
+    kept = (out[:, 2:] == z[:, 2:]).all(dim=1)
+    assert bool((dropped | kept).all())  # a row's tail goes whole or not at all
+    # binomial share: within 4 standard errors of the rate
+    assert abs(float(dropped.double().mean()) - rate) < 4 * (rate * (1 - rate) / n) ** 0.5
+    assert _drop_tail(z, 2, 0.0, torch.Generator()) is z
+    assert _drop_tail(z, 6, 0.5, torch.Generator()) is z  # no tail: the whole code is the tree
+
+
+def test_tail_dropout_makes_the_tree_coordinates_decode_alone():
+    from evosim.meta.behaviour import behaviour_loss_of
+
+    bank = random_bank(s=8, r=1, seed=3)
+
+    def head_alone_loss(rate: float) -> tuple[float, float]:
+        config = MetaConfig(
+            latent=6, tree_dims=2, tail_dropout=rate, steps=200, probes=64, device="cpu"
+        )
+        meta = fit_meta_autoencoder(bank, config, seed=1, progress=False)
+        beh = behaviour_targets(bank, meta.probes, seed=meta.seed)
+        z = torch.as_tensor(meta.member_latents, dtype=torch.float32)
+        head = torch.cat([z[:, :2], torch.zeros_like(z[:, 2:])], dim=1)
+        with torch.no_grad():
+            alone = behaviour_loss_of(meta.decoder(head), meta.spec, beh, config.probe_weight)
+            whole = behaviour_loss_of(meta.decoder(z), meta.spec, beh, config.probe_weight)
+        return float(alone.mean()), float(whole.mean())
+
+    alone_off, whole_off = head_alone_loss(0.0)
+    alone_on, whole_on = head_alone_loss(0.5)
+    # without dropout the decoder leans on the tail; with it, the two tree coordinates
+    # alone must decode the members at least twice as closely (134 -> 36 here), and the
+    # whole code must still decode them within twice the loss it had without (19 -> 27)
+    assert alone_on < 0.5 * alone_off
+    assert whole_on < 2 * whole_off
+
+
 def test_distance_target_both_weighs_the_two_distances_equally():
     from evosim.meta.fit import _distance_rows
 

@@ -18,7 +18,8 @@ on shared probes (:mod:`evosim.meta.behaviour`). The loss is
   :func:`~evosim.meta.behaviour.error_profiles`), like representation distances
   (``representation``), or like representation and behaviour at once (``both``); with
   ``tree_dims``, only the code's leading ``tree_dims`` coordinates keep them (the tree is
-  read from those) and the rest of the code is left to the decoder;
+  read from those) and the rest of the code is left to the decoder, which decodes a
+  ``tail_dropout`` share of the members from the tree coordinates alone;
 * optional: the prior's KL (``variational``), ``contrastive_weight`` times NT-Xent over
   replicates.
 
@@ -412,6 +413,7 @@ def train_mae(
         ),
     )
     beh = prob.behaviour
+    tree = latent if config.tree_dims is None else min(int(config.tree_dims), latent)
     n_pts = beh.inputs.shape[1]
     n_probes = beh.probes.shape[0]
     curve: dict[str, list[float]] = {"step": [], "train": [], "val": []}
@@ -445,7 +447,9 @@ def train_mae(
         pcols = torch.randperm(n_probes, generator=noise, device=device)[
             : min(PROBES_PER_STEP, n_probes)
         ]
-        region, probe, law = _behaviour_terms(decoder, z, beh, idx, cols, pcols, config)
+        region, probe, law = _behaviour_terms(
+            decoder, _drop_tail(z, tree, config.tail_dropout, noise), beh, idx, cols, pcols, config
+        )
         total = total + region + config.probe_weight * probe + config.law_weight * law
         if config.cycle_weight > 0 and prob.kind != "aligned":
             sub = idx[: min(CYCLE_MEMBERS, len(idx))]
@@ -483,6 +487,16 @@ def train_mae(
         side_head.cpu()
     curves = {k: np.asarray(v) for k, v in curve.items()}
     return encoder.cpu(), decoder.cpu(), encoder_init, curves, side_head
+
+
+def _drop_tail(z: torch.Tensor, tree: int, rate: float, noise: torch.Generator) -> torch.Tensor:
+    """``z`` with the coordinates after the first ``tree`` zeroed for a random ``rate`` of
+    its rows (``tail_dropout``): those members are decoded from the tree coordinates alone,
+    so those coordinates must carry what the AEs do, not only their distances."""
+    if rate <= 0 or tree >= z.shape[1]:
+        return z
+    keep = torch.rand((z.shape[0], 1), generator=noise, device=z.device) >= rate
+    return torch.cat([z[:, :tree], z[:, tree:] * keep.to(z.dtype)], dim=1)
 
 
 def _archetypal_terms(
