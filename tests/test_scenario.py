@@ -113,6 +113,7 @@ BAD = [
     ("meta:\n  encode_steps: -1\n", "meta.encode_steps (line 2): must be >= 0, got -1"),
     ("meta:\n  error_cap: 1.5\n", "meta.error_cap (line 2): must be <= 1, got 1.5"),
     ("meta:\n  tree_dims: 0\n", "meta.tree_dims (line 2): must be >= 1, got 0"),
+    ("meta:\n  tail_dropout: 1\n", "meta.tail_dropout (line 2): must be < 1, got 1"),
     (
         "meta:\n  latent: 8\n  tree_dims: 9\n",
         "meta.tree_dims (line 3): must be <= meta.latent (8), got 9",
