@@ -428,8 +428,9 @@ class MetaConfig(_Section):
         "species left out of the fit decoded at a geometric-mean MSE ratio of 3.27 against "
         "4.44 (better on all 15) and the fitted ones at 1.14 against 1.22; but the traits "
         "read from the 16 coordinates were a little weaker (ridge R^2 0.639 against 0.660, "
-        "lower on 12 of 15), so it is not the default. At most meta.latent; needs a "
-        "numeric meta.latent, and not the archetypal prior (whose simplex is the whole code)",
+        "lower on 12 of 15; meta.tail_dropout 0.5 gives them back). At most meta.latent; "
+        "needs a numeric meta.latent, and not the archetypal prior (whose simplex is the "
+        "whole code)",
     )
     tail_dropout: float = Field(
         0.0,
@@ -438,7 +439,13 @@ class MetaConfig(_Section):
         description="with meta.tree_dims below the code size: the share of members, each "
         "training step, that the decoder decodes from the tree coordinates alone (the rest "
         "of the code zeroed), so that those coordinates carry what the AEs do and not only "
-        "their distances",
+        "their distances. With meta.latent 64 and tree_dims 16, 0.5 kept the default "
+        "code's trees and traits and 64's decoding of new species: on 15 bundled scenarios "
+        "(5 seeds), mean nRF 0.615 against 0.614 for the default 16-number code (tree "
+        "target on 11 of 15 for both), trait ridge R^2 0.682 against 0.660 (higher on 12; "
+        "0.639 without dropout), species left out of the fit decoded at a geometric-mean "
+        "MSE ratio of 3.20 against 4.44 (better on all 15), fitted ones at 1.22 as the "
+        "default (1.14 without dropout)",
     )
     prior: Literal["none", "variational", "archetypal"] = Field(
         "none",
