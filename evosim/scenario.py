@@ -612,6 +612,15 @@ class MetaConfig(_Section):
 
     @model_validator(mode="after")
     def _tree_dims_within_code(self) -> MetaConfig:
+        if self.tail_dropout > 0 and (
+            self.tree_dims is None
+            or (isinstance(self.latent, int) and self.tree_dims >= self.latent)
+        ):
+            raise _FieldError(
+                "tail_dropout",
+                f"needs meta.tree_dims below meta.latent (the tail it drops), got "
+                f"{self.tail_dropout} with tree_dims {self.tree_dims}",
+            )
         if self.tree_dims is None:
             return self
         if self.latent == "auto":

@@ -115,6 +115,14 @@ BAD = [
     ("meta:\n  tree_dims: 0\n", "meta.tree_dims (line 2): must be >= 1, got 0"),
     ("meta:\n  tail_dropout: 1\n", "meta.tail_dropout (line 2): must be < 1, got 1"),
     (
+        "meta:\n  tail_dropout: 0.5\n",
+        "meta.tail_dropout (line 2): needs meta.tree_dims below meta.latent",
+    ),
+    (
+        "meta:\n  latent: 8\n  tree_dims: 8\n  tail_dropout: 0.5\n",
+        "meta.tail_dropout (line 4): needs meta.tree_dims below meta.latent",
+    ),
+    (
         "meta:\n  latent: 8\n  tree_dims: 9\n",
         "meta.tree_dims (line 3): must be <= meta.latent (8), got 9",
     ),
