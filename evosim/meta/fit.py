@@ -460,7 +460,7 @@ def train_mae(
         if config.distance_weight > 0:
             rows = prob.features if prob.distance_rows is None else prob.distance_rows
             # with tree_dims, only the leading coordinates (the tree's) keep the distances
-            stress = losses.distance_stress(rows[idx], mu[:, : config.tree_dims])
+            stress = losses.distance_stress(rows[idx], mu[:, :tree])
             total = total + config.distance_weight * stress
         if config.contrastive_weight > 0:
             total = total + config.contrastive_weight * losses.nt_xent(mu, prob.groups[idx])

@@ -142,7 +142,7 @@ class MetaResult:
     @property
     def tree_dims(self) -> int:
         """The leading code coordinates the analysis reads (``meta.tree_dims``; default k)."""
-        d = getattr(self.config, "tree_dims", None)
+        d = self.config.tree_dims
         return self.latent_dim if d is None else min(int(d), self.latent_dim)
 
     @property
