@@ -428,7 +428,7 @@ class MetaConfig(_Section):
         "species left out of the fit decoded at a geometric-mean MSE ratio of 3.27 against "
         "4.44 (better on all 15) and the fitted ones at 1.14 against 1.22; but the traits "
         "read from the 16 coordinates were a little weaker (ridge R^2 0.639 against 0.660, "
-        "lower on 12 of 15; meta.tail_dropout 0.5 gives them back). At most meta.latent; "
+        "lower on 12 of 15; meta.tail_dropout 0.5 gives most of them back). At most meta.latent; "
         "needs a numeric meta.latent, and not the archetypal prior (whose simplex is the "
         "whole code)",
     )
@@ -439,13 +439,13 @@ class MetaConfig(_Section):
         description="with meta.tree_dims below the code size: the share of members, each "
         "training step, that the decoder decodes from the tree coordinates alone (the rest "
         "of the code zeroed), so that those coordinates carry what the AEs do and not only "
-        "their distances. With meta.latent 64 and tree_dims 16, 0.5 kept the default "
-        "code's trees and traits and 64's decoding of new species: on 15 bundled scenarios "
-        "(5 seeds), mean nRF 0.615 against 0.614 for the default 16-number code (tree "
-        "target on 11 of 15 for both), trait ridge R^2 0.682 against 0.660 (higher on 12; "
-        "0.639 without dropout), species left out of the fit decoded at a geometric-mean "
-        "MSE ratio of 3.20 against 4.44 (better on all 15), fitted ones at 1.22 as the "
-        "default (1.14 without dropout)",
+        "their distances. With meta.latent 64 and tree_dims 16, 0.5 on 15 bundled "
+        "scenarios (5 seeds, the full benchmark) against the default 16-number code: "
+        "species left out of the fit decoded at a geometric-mean MSE ratio of 3.35 against "
+        "4.70 (better on all 15), fitted ones at 1.23 against 1.22, mean nRF 0.617 against "
+        "0.614 (tree target on 10 against 11), trait ridge R^2 0.657 against 0.674 (higher "
+        "on 10 of 15; without dropout the traits read from the tree coordinates were "
+        "weaker)",
     )
     prior: Literal["none", "variational", "archetypal"] = Field(
         "none",
